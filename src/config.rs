@@ -1,0 +1,97 @@
+//! The validated, typed configuration: what every later step (TLS stores, listeners, routes,
+//! upstream peers) reads. Built only by `settings::load`; nothing downstream parses strings again.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the proxy needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Worker threads per listener.
+    pub threads: usize,
+    /// How long in-flight requests may run after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+    /// Where development certificates are generated when absent (`[dev_certs]`).
+    pub dev_certs_dir: Option<PathBuf>,
+    /// Listeners, in file order.
+    pub listeners: Vec<Listener>,
+    /// Upstreams, in file order; routes refer to them by index.
+    pub upstreams: Vec<Upstream>,
+}
+
+/// One listening socket and its routes.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// Unique name from the file.
+    pub name: String,
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Certificate and key paths; `None` means plaintext.
+    pub tls: Option<TlsFiles>,
+    /// Routes, first match wins.
+    pub routes: Vec<Route>,
+}
+
+/// The PEM files of one server identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TlsFiles {
+    /// Chain: leaf first.
+    pub cert: PathBuf,
+    /// Private key of the leaf.
+    pub key: PathBuf,
+}
+
+/// One routing rule.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Lower-cased host without port; `None` matches any host.
+    pub host: Option<String>,
+    /// Path prefix split into segments; `None` matches any path.
+    pub path_prefix: Option<PathPrefix>,
+    /// Remove the matched prefix before forwarding.
+    pub strip_prefix: bool,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+}
+
+/// A path prefix such as `/users` or `/*/clients`, where `*` stands for one whole segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPrefix {
+    /// The prefix as written, for logs.
+    pub raw: String,
+    /// Segments between slashes; `None` is a `*` wildcard.
+    pub segments: Vec<Option<String>>,
+    /// The prefix ended with `/`, so the path must continue past it.
+    pub trailing_slash: bool,
+}
+
+/// Wire protocol spoken to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with keep-alive.
+    Http1,
+    /// Plaintext HTTP/2 with prior knowledge (gRPC servers).
+    H2c,
+}
+
+/// One plaintext service behind the proxy.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Unique name from the file.
+    pub name: String,
+    /// Resolved socket address.
+    pub address: SocketAddr,
+    /// Wire protocol.
+    pub protocol: UpstreamProtocol,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Longest wait for upstream data; `None` waits forever (long gRPC streams).
+    pub read_timeout: Option<Duration>,
+    /// Longest wait to write to the upstream.
+    pub write_timeout: Option<Duration>,
+    /// How long an unused pooled connection is kept.
+    pub idle_timeout: Duration,
+    /// Concurrent streams per h2c connection.
+    pub max_h2_streams: usize,
+}

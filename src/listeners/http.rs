@@ -1,0 +1,144 @@
+//! The HTTP listener's request path, as pingora phases: pick the route (`request_filter`), build
+//! the upstream peer (`upstream_peer`), add forwarding headers and rewrite the path
+//! (`upstream_request_filter`), and answer failures as HTTP or gRPC (`fail_to_proxy`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::http::RequestHeader;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+
+use crate::config::{Route, Upstream};
+use crate::respond;
+use crate::routes;
+use crate::shutdown::{InFlight, InFlightGuard};
+use crate::upstream;
+
+/// One HTTP listener's routing state, shared by all its connections.
+pub struct HttpEdge {
+    /// Listener name, for logs.
+    pub listener: String,
+    /// Whether clients reach this listener over TLS (sets `X-Forwarded-Proto`).
+    pub is_tls: bool,
+    /// Routes, first match wins.
+    pub routes: Vec<Route>,
+    /// All upstreams; routes hold indexes into this list.
+    pub upstreams: Arc<Vec<Upstream>>,
+    /// Counts requests so shutdown can wait for them.
+    pub in_flight: InFlight,
+}
+
+/// Per-request state, decided once in `request_filter` and read by later phases.
+pub struct RequestCtx {
+    /// Index of the chosen upstream.
+    upstream: Option<usize>,
+    /// Path and query to forward when the route strips its prefix.
+    rewritten: Option<String>,
+    /// Held for the life of the request; dropping it tells shutdown the request is done.
+    _in_flight: InFlightGuard,
+}
+
+#[async_trait]
+impl ProxyHttp for HttpEdge {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx {
+            upstream: None,
+            rewritten: None,
+            _in_flight: self.in_flight.enter(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let req = session.req_header();
+        let host = request_host(req);
+        let target = req
+            .uri
+            .path_and_query()
+            .map_or_else(|| req.uri.path(), |pq| pq.as_str());
+        match routes::select(&self.routes, host, target) {
+            Some(selected) => {
+                tracing::debug!(
+                    listener = %self.listener,
+                    route = selected.index,
+                    upstream = %self.upstreams[selected.route.upstream].name,
+                    "route selected"
+                );
+                ctx.upstream = Some(selected.route.upstream);
+                ctx.rewritten = selected.rewritten;
+                Ok(false)
+            }
+            None => {
+                respond::no_route(session).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
+        let index = ctx
+            .upstream
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route was selected"))?;
+        Ok(Box::new(upstream::peer(&self.upstreams[index])))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(path) = ctx.rewritten.take() {
+            let uri = path
+                .parse::<http::Uri>()
+                .map_err(|e| Error::because(ErrorType::InternalError, "rewritten path", e))?;
+            upstream_request.set_uri(uri);
+        }
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string());
+        if let Some(ip) = client_ip {
+            let forwarded_for = match upstream_request.headers.get("x-forwarded-for") {
+                Some(prior) => format!("{}, {ip}", String::from_utf8_lossy(prior.as_bytes())),
+                None => ip.clone(),
+            };
+            upstream_request.insert_header("x-forwarded-for", forwarded_for)?;
+            upstream_request.insert_header("x-real-ip", ip)?;
+        }
+        let proto = if self.is_tls { "https" } else { "http" };
+        upstream_request.insert_header("x-forwarded-proto", proto)?;
+        // HTTP/2 clients name the host in :authority; an HTTP/1.1 upstream needs it as Host.
+        if upstream_request.headers.get(http::header::HOST).is_none() {
+            if let Some(authority) = session.req_header().uri.authority().map(|a| a.to_string()) {
+                upstream_request.insert_header(http::header::HOST, authority)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy {
+        let upstream = ctx.upstream.map(|i| self.upstreams[i].name.as_str());
+        respond::proxy_failure(session, e, &self.listener, upstream).await
+    }
+}
+
+/// The host the client asked for: `Host` for HTTP/1.1, `:authority` for HTTP/2.
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}

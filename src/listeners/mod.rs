@@ -1,0 +1,144 @@
+//! Config → pingora services: one service per listener, TLS settings from the certificate stores,
+//! and the checks pingora does not make for us (every address can be bound; a listener that fails
+//! to start ends the process instead of panicking in a thread while the process lingers).
+
+pub mod http;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
+use pingora::proxy::http_proxy_service_with_name;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{ListenFds, ShutdownWatch};
+use pingora::services::{Service, ServiceWithDependents};
+
+use crate::config::{Config, TlsFiles, Upstream};
+use crate::shutdown::InFlight;
+use crate::tls::resolver::StoreResolver;
+use crate::tls::store::CertStore;
+use http::HttpEdge;
+
+/// Why a listener cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// The address is taken or not ours to bind.
+    #[error("listener {listener}: cannot bind {addr}: {source}")]
+    Bind {
+        /// Listener name.
+        listener: String,
+        /// Address from the config.
+        addr: SocketAddr,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Pingora refused the TLS settings.
+    #[error("listener {listener}: TLS setup failed: {reason}")]
+    Tls {
+        /// Listener name.
+        listener: String,
+        /// What pingora said.
+        reason: String,
+    },
+}
+
+/// Binds every listener address once and releases it, so "address in use" is reported with the
+/// listener's name before pingora starts (pingora would panic in a service thread instead).
+pub fn check_binds(config: &Config) -> Result<(), ListenerError> {
+    for l in &config.listeners {
+        std::net::TcpListener::bind(l.listen).map_err(|source| ListenerError::Bind {
+            listener: l.name.clone(),
+            addr: l.listen,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Builds one pingora service per listener.
+pub fn services(
+    config: &Config,
+    stores: &HashMap<TlsFiles, Arc<CertStore>>,
+    server_conf: &Arc<ServerConf>,
+    in_flight: &InFlight,
+) -> Result<Vec<Box<dyn ServiceWithDependents>>, ListenerError> {
+    let upstreams: Arc<Vec<Upstream>> = Arc::new(config.upstreams.clone());
+    let mut out: Vec<Box<dyn ServiceWithDependents>> = Vec::new();
+    for l in &config.listeners {
+        let edge = HttpEdge {
+            listener: l.name.clone(),
+            is_tls: l.tls.is_some(),
+            routes: l.routes.clone(),
+            upstreams: upstreams.clone(),
+            in_flight: in_flight.clone(),
+        };
+        let mut service = http_proxy_service_with_name(server_conf, edge, &l.name);
+        let addr = l.listen.to_string();
+        match l.tls.as_ref().and_then(|files| stores.get(files)) {
+            Some(store) => {
+                let mut tls = TlsSettings::intermediate("", "").map_err(|e| ListenerError::Tls {
+                    listener: l.name.clone(),
+                    reason: e.to_string(),
+                })?;
+                tls.set_cert_resolver(Arc::new(StoreResolver::new(store.clone())));
+                tls.enable_h2();
+                service.add_tls_with_settings(&addr, None, tls);
+            }
+            None => {
+                // Plaintext listeners also accept prior-knowledge HTTP/2, so gRPC clients work.
+                let mut options = HttpServerOptions::default();
+                options.h2c = true;
+                service.app_logic_mut().map(|app| app.server_options = Some(options));
+                service.add_tcp(&addr);
+            }
+        }
+        service.threads = Some(config.threads);
+        out.push(Box::new(ExitOnStartFailure {
+            listener: l.name.clone(),
+            inner: service,
+        }));
+    }
+    Ok(out)
+}
+
+/// Runs a pingora service and ends the process if it fails while starting: pingora `expect`s its
+/// listeners to build, which would otherwise leave a live process with a dead listener.
+struct ExitOnStartFailure<S> {
+    listener: String,
+    inner: S,
+}
+
+#[async_trait]
+impl<S: Service> Service for ExitOnStartFailure<S> {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+    ) {
+        let started = std::panic::AssertUnwindSafe(self.inner.start_service(
+            fds,
+            shutdown,
+            listeners_per_fd,
+        ))
+        .catch_unwind()
+        .await;
+        if started.is_err() {
+            tracing::error!(listener = %self.listener, "listener failed to start; exiting");
+            std::process::exit(1);
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn threads(&self) -> Option<usize> {
+        self.inner.threads()
+    }
+}

@@ -1,0 +1,164 @@
+//! smq-edge binary. Read top to bottom, this is the request path:
+//! CLI → settings → `Config` → TLS stores → listeners (routes → upstream peers) → run until a
+//! signal, drain, exit.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server};
+
+use smq_edge::config::{Config, TlsFiles};
+use smq_edge::shutdown::{self, InFlight};
+use smq_edge::tls::store::CertStore;
+use smq_edge::tls::{self, dev_certs};
+use smq_edge::{listeners, settings};
+
+/// Exit code for a configuration the proxy cannot run with (sysexits EX_USAGE... EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(version, about = "TLS-terminating reverse proxy for SuperMQ services")]
+struct Cli {
+    /// Path to the configuration file.
+    #[arg(long, short, global = true, default_value = "config.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default).
+    Run,
+    /// Load and check the configuration and every certificate and key it names, then exit.
+    Check,
+    /// Development certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Write a new development CA and server certificate (localhost, 127.0.0.1, ::1, users, clients).
+    Dev {
+        /// Directory to write ca.crt, server.crt and server.key into.
+        #[arg(long, default_value = "certs/dev")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(&cli.config),
+        Command::Check => check(&cli.config),
+        Command::Certs {
+            command: CertsCommand::Dev { dir },
+        } => dev_certs::generate(&dir)
+            .map(|()| println!("wrote {}", dir.display()))
+            .context("smq-edge certs dev"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line per cause, the outermost first: the line an operator reads to fix it.
+            eprintln!("smq-edge: error: {e:#}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// `smq-edge check`: everything `run` does before binding.
+fn check(path: &Path) -> anyhow::Result<()> {
+    let (config, stores) = prepare(path)?;
+    for l in &config.listeners {
+        let tls = match l.tls.as_ref().and_then(|f| stores.get(f)) {
+            Some(store) => store
+                .summary()
+                .map_or_else(|| "tls".to_owned(), |s| format!("tls {} (expires {})", s.subject, s.not_after)),
+            None => "plaintext".to_owned(),
+        };
+        println!("listener {} {} {tls}, {} routes", l.name, l.listen, l.routes.len());
+    }
+    println!("configuration {} is valid", path.display());
+    Ok(())
+}
+
+/// `smq-edge run`: prepare, bind, serve until SIGTERM/SIGINT, drain, exit.
+fn run(path: &Path) -> anyhow::Result<()> {
+    let (config, stores) = prepare(path)?;
+    listeners::check_binds(&config)?;
+
+    let mut server = Server::new_with_opt_and_conf(None, server_conf(&config));
+    server.bootstrap();
+    let in_flight = InFlight::default();
+    let services = listeners::services(&config, &stores, &server.configuration, &in_flight)?;
+    for service in services {
+        server.add_boxed_service(service);
+    }
+    shutdown::drain_then_exit(server.watch_execution_phase(), in_flight, config.shutdown_grace);
+    for l in &config.listeners {
+        let tls = if l.tls.is_some() { "tls" } else { "plaintext, NOT encrypted" };
+        tracing::info!(listener = %l.name, addr = %l.listen, tls, "listening");
+    }
+    server.run(RunArgs {
+        shutdown_signal: Box::new(shutdown::GracefulSignals),
+    });
+    Ok(())
+}
+
+/// Settings → `Config` → certificate stores, with dev certificates created first when asked for.
+fn prepare(path: &Path) -> anyhow::Result<(Config, HashMap<TlsFiles, Arc<CertStore>>)> {
+    let config = settings::load(path)?;
+    if let Some(dir) = &config.dev_certs_dir {
+        if dev_certs::ensure(dir)? == dev_certs::Outcome::Generated {
+            tracing::warn!(dir = %dir.display(), "generated DEVELOPMENT certificates; do not use them in production");
+        }
+    }
+    let provider = tls::provider();
+    let mut stores = HashMap::new();
+    for l in &config.listeners {
+        let Some(files) = &l.tls else {
+            tracing::warn!(listener = %l.name, "listener has no [listeners.tls]: traffic is NOT encrypted");
+            continue;
+        };
+        if stores.contains_key(files) {
+            continue;
+        }
+        let store = CertStore::load(files.clone(), &provider)
+            .with_context(|| format!("listener {}", l.name))?;
+        if let Some(s) = store.summary() {
+            tracing::info!(listener = %l.name, cert = %files.cert.display(), subject = %s.subject,
+                sans = ?s.sans, serial = %s.serial, not_after = %s.not_after, "certificate loaded");
+        }
+        stores.insert(files.clone(), Arc::new(store));
+    }
+    Ok((config, stores))
+}
+
+/// Pingora's process settings: our threads, and a grace period long enough for the drain, which
+/// ends it early (see `shutdown`).
+fn server_conf(config: &Config) -> ServerConf {
+    let mut conf = ServerConf::default();
+    conf.threads = config.threads;
+    conf.grace_period_seconds = Some(config.shutdown_grace.as_secs() + 1);
+    conf.graceful_shutdown_timeout_seconds = Some(1);
+    conf
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

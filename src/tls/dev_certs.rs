@@ -1,0 +1,135 @@
+//! Development certificates: a throwaway CA and a server certificate for the committed default
+//! config, made with rcgen when `[dev_certs]` is configured and the files are absent. A config
+//! without `[dev_certs]` (any production config) never generates anything.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+};
+
+/// Names the development server certificate covers: loopback, and the host names SuperMQ's gRPC
+/// clients dial (they check the dialled name against the SAN).
+pub const DEV_SANS: &[&str] = &["localhost", "127.0.0.1", "::1", "users", "clients"];
+
+/// CA certificate file name inside the dev directory.
+pub const CA_FILE: &str = "ca.crt";
+/// Server chain file name inside the dev directory.
+pub const CERT_FILE: &str = "server.crt";
+/// Server key file name inside the dev directory.
+pub const KEY_FILE: &str = "server.key";
+
+/// Why generation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DevCertError {
+    /// rcgen refused the parameters.
+    #[error("cannot generate development certificates: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// Writing a file failed.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What `ensure` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// All three files were already there; nothing was touched.
+    Present,
+    /// New files were written.
+    Generated,
+}
+
+/// Creates the CA and server files in `dir` unless all of them already exist.
+pub fn ensure(dir: &Path) -> Result<Outcome, DevCertError> {
+    if [CA_FILE, CERT_FILE, KEY_FILE]
+        .iter()
+        .all(|f| dir.join(f).is_file())
+    {
+        return Ok(Outcome::Present);
+    }
+    generate(dir)?;
+    Ok(Outcome::Generated)
+}
+
+/// Writes a fresh CA (`ca.crt`) and server certificate (`server.crt`, `server.key`) into `dir`,
+/// replacing what is there. The CA key is not kept: nothing else can be signed with it.
+pub fn generate(dir: &Path) -> Result<(), DevCertError> {
+    fs::create_dir_all(dir).map_err(|source| DevCertError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.distinguished_name = name("smq-edge development CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+
+    let mut params =
+        CertificateParams::new(DEV_SANS.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())?;
+    params.distinguished_name = name("localhost");
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &ca)?;
+
+    write(&dir.join(CA_FILE), ca.pem().as_bytes(), 0o644)?;
+    write(&dir.join(CERT_FILE), cert.pem().as_bytes(), 0o644)?;
+    write(&dir.join(KEY_FILE), key.serialize_pem().as_bytes(), 0o600)?;
+    Ok(())
+}
+
+fn name(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn.push(DnType::OrganizationName, "smq-edge development");
+    dn
+}
+
+fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DevCertError> {
+    let err = |source| DevCertError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(err)?;
+    f.write_all(bytes).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::pem;
+
+    #[test]
+    fn generated_pair_passes_the_proxy_checks_and_names_every_dev_host() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(ensure(dir.path()).unwrap(), Outcome::Generated);
+        assert_eq!(ensure(dir.path()).unwrap(), Outcome::Present);
+        let key = pem::load_pair(
+            &dir.path().join(CERT_FILE),
+            &dir.path().join(KEY_FILE),
+            &crate::tls::provider(),
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        let summary = pem::summarize(&key.cert[0]).unwrap();
+        for san in DEV_SANS {
+            assert!(summary.sans.iter().any(|s| s == san), "{san} missing from {summary:?}");
+        }
+    }
+}

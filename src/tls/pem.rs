@@ -1,0 +1,255 @@
+//! PEM → checked TLS material. Pure functions over bytes: a certificate chain, a private key that
+//! matches the chain's leaf, and a summary of the leaf for logs. Everything pingora or rustls will
+//! later see is parsed here first, because pingora panics on bad DER.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rustls::crypto::CryptoProvider;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+/// Why material was refused. Every variant names the file it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    /// The file could not be read (missing, permissions, a directory).
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file holds no `CERTIFICATE` block.
+    #[error("{}: no PEM certificate found", path.display())]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file holds no private key block.
+    #[error("{}: no PEM private key found (expected PKCS#8, PKCS#1 or SEC1)", path.display())]
+    NoKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A block is malformed: bad base64, missing END line, or DER that is not a certificate.
+    #[error("{}: malformed PEM: {reason}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The key cannot be used for TLS (unsupported algorithm or corrupt).
+    #[error("{}: unusable private key: {reason}", path.display())]
+    BadKey {
+        /// The key file.
+        path: PathBuf,
+        /// What rustls said.
+        reason: String,
+    },
+    /// The key does not belong to the chain's first certificate.
+    #[error("{} does not match the leaf certificate in {}", key.display(), cert.display())]
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+    /// The leaf is not valid now.
+    #[error("{}: leaf certificate {what} ({when})", path.display())]
+    OutsideValidity {
+        /// The certificate file.
+        path: PathBuf,
+        /// `is not yet valid` or `has expired`.
+        what: &'static str,
+        /// The boundary that was crossed, RFC 3339.
+        when: String,
+    },
+}
+
+/// A leaf certificate described for logs and the certificate inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSummary {
+    /// Subject distinguished name.
+    pub subject: String,
+    /// DNS and IP subject alternative names.
+    pub sans: Vec<String>,
+    /// Serial number, hex.
+    pub serial: String,
+    /// Expiry, RFC 3339.
+    pub not_after: String,
+    /// SHA-256 of the DER, lower-case hex.
+    pub sha256: String,
+}
+
+/// Reads a file, naming it on failure.
+pub fn read(path: &Path) -> Result<Vec<u8>, PemError> {
+    std::fs::read(path).map_err(|source| PemError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Parses every `CERTIFICATE` block, in order, and checks that each is X.509 DER.
+pub fn parse_chain(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError> {
+    let malformed = |reason: String| PemError::Malformed {
+        path: path.to_owned(),
+        reason,
+    };
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| malformed(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(PemError::NoCertificate {
+            path: path.to_owned(),
+        });
+    }
+    for (i, der) in chain.iter().enumerate() {
+        X509Certificate::from_der(der)
+            .map_err(|e| malformed(format!("certificate #{} is not valid X.509: {e}", i + 1)))?;
+    }
+    Ok(chain)
+}
+
+/// Parses the first private key block (PKCS#8, PKCS#1 or SEC1).
+pub fn parse_key(pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, PemError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
+        rustls_pki_types::pem::Error::NoItemsFound => PemError::NoKey {
+            path: path.to_owned(),
+        },
+        other => PemError::Malformed {
+            path: path.to_owned(),
+            reason: other.to_string(),
+        },
+    })
+}
+
+/// Builds the server identity from a chain and key: the key must sign for the leaf (the first
+/// certificate, never an intermediate) and the leaf must be valid at `now`.
+pub fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    cert_path: &Path,
+    key_path: &Path,
+    provider: &CryptoProvider,
+    now: SystemTime,
+) -> Result<Arc<CertifiedKey>, PemError> {
+    let signing_key =
+        provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| PemError::BadKey {
+                path: key_path.to_owned(),
+                reason: e.to_string(),
+            })?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    if certified.keys_match().is_err() {
+        return Err(PemError::KeyMismatch {
+            cert: cert_path.to_owned(),
+            key: key_path.to_owned(),
+        });
+    }
+    check_validity(&certified.cert[0], cert_path, now)?;
+    Ok(Arc::new(certified))
+}
+
+/// Reads and checks a certificate/key pair from files.
+pub fn load_pair(
+    cert_path: &Path,
+    key_path: &Path,
+    provider: &CryptoProvider,
+    now: SystemTime,
+) -> Result<Arc<CertifiedKey>, PemError> {
+    let chain = parse_chain(&read(cert_path)?, cert_path)?;
+    let key = parse_key(&read(key_path)?, key_path)?;
+    certified_key(chain, key, cert_path, key_path, provider, now)
+}
+
+fn check_validity(leaf: &CertificateDer<'_>, path: &Path, now: SystemTime) -> Result<(), PemError> {
+    let (_, cert) = X509Certificate::from_der(leaf).map_err(|e| PemError::Malformed {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let now = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let validity = cert.validity();
+    if now < validity.not_before.timestamp() {
+        return Err(PemError::OutsideValidity {
+            path: path.to_owned(),
+            what: "is not yet valid",
+            when: rfc3339(&validity.not_before),
+        });
+    }
+    if now > validity.not_after.timestamp() {
+        return Err(PemError::OutsideValidity {
+            path: path.to_owned(),
+            what: "has expired",
+            when: rfc3339(&validity.not_after),
+        });
+    }
+    Ok(())
+}
+
+/// Describes a certificate for logs. Returns `None` only for DER that `parse_chain` would refuse.
+pub fn summarize(der: &CertificateDer<'_>) -> Option<CertSummary> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let sans = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some((*d).to_owned()),
+                    GeneralName::IPAddress(ip) => ip_string(ip),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(CertSummary {
+        subject: cert.subject().to_string(),
+        sans,
+        serial: cert.raw_serial_as_string().replace(':', ""),
+        not_after: rfc3339(&cert.validity().not_after),
+        sha256: sha256_hex(der),
+    })
+}
+
+/// Lower-case hex SHA-256 of DER bytes: the fingerprint operators compare.
+pub fn sha256_hex(der: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn ip_string(bytes: &[u8]) -> Option<String> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes)
+            .ok()
+            .map(|b| std::net::Ipv4Addr::from(b).to_string()),
+        16 => <[u8; 16]>::try_from(bytes)
+            .ok()
+            .map(|b| std::net::Ipv6Addr::from(b).to_string()),
+        _ => None,
+    }
+}
+
+fn rfc3339(t: &x509_parser::time::ASN1Time) -> String {
+    t.to_datetime()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,228 @@
+//! Shared helpers for the loopback integration tests: run the real smq-edge binary on a config
+//! written to a temp dir, wait for its ports, read its log, and talk to it with real clients
+//! (curl, rustls, tonic).
+#![allow(dead_code)] // Each test crate uses a different subset of these helpers.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How long any condition is polled for before a test gives up.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// The smq-edge binary built for this test run.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_smq-edge")
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `cond` until it holds or [`DEADLINE`] passes.
+pub fn poll_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running smq-edge process; killed when dropped.
+pub struct Proxy {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    /// The directory holding its config and certificates.
+    pub dir: PathBuf,
+}
+
+impl Proxy {
+    /// Writes `config` to `dir/config.toml`, starts the proxy there and waits until every address
+    /// in `ready` accepts connections.
+    pub fn start(dir: &Path, config: &str, ready: &[SocketAddr]) -> Proxy {
+        let mut proxy = Self::spawn(dir, config, &[]);
+        for addr in ready {
+            poll_until(&format!("proxy to listen on {addr}"), || {
+                if let Some(status) = proxy.try_status() {
+                    panic!("proxy exited with {status} before listening:\n{}", proxy.log());
+                }
+                std::net::TcpStream::connect(addr).is_ok()
+            });
+        }
+        proxy
+    }
+
+    /// Starts the proxy with extra arguments and does not wait for anything.
+    pub fn spawn(dir: &Path, config: &str, args: &[&str]) -> Proxy {
+        let config_path = dir.join("config.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut child = Command::new(binary())
+            .arg("--config")
+            .arg(&config_path)
+            .args(args)
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn smq-edge");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[smq-edge] {line}");
+                let mut log = sink.lock().expect("log lock");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Proxy {
+            child,
+            log,
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Everything the proxy logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) {
+        poll_until(&format!("log line containing {needle:?}"), || {
+            self.log().contains(needle)
+        });
+    }
+
+    /// The exit status, if the process has exited.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
+    /// Sends a signal (e.g. `TERM`) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit and returns its status.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(start.elapsed() < DEADLINE, "proxy did not exit:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs curl with `args` (plus `--silent --show-error`) and returns its output.
+pub fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("run curl (install it: apt-get install curl)")
+}
+
+/// What a TLS handshake with the proxy showed.
+pub struct Handshake {
+    /// Certificates the server sent, in order.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// Negotiated ALPN protocol.
+    pub alpn: Option<Vec<u8>>,
+    /// Negotiated protocol version.
+    pub version: Option<rustls::ProtocolVersion>,
+}
+
+/// Completes a real TLS handshake with `addr`, trusting `ca_pem`, naming `server_name` (an IP
+/// address sends no SNI), offering `alpn` and only `versions`.
+pub async fn handshake(
+    addr: SocketAddr,
+    server_name: &str,
+    ca_pem: &str,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<Handshake, std::io::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("ca pem")).expect("add root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(server_name.to_owned()).expect("server name");
+    let mut tls = connector.connect(name, tcp).await?;
+    let (_, conn) = tls.get_ref();
+    let out = Handshake {
+        chain: conn
+            .peer_certificates()
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default(),
+        alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+        version: conn.protocol_version(),
+    };
+    // Close politely so the proxy does not log a handshake error.
+    tls.write_all(b"").await?;
+    let _ = tls.shutdown().await;
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_millis(200), tls.read_to_end(&mut sink)).await;
+    Ok(out)
+}
+
+/// A tonic channel to `addr` over TLS, trusting `ca_pem` and checking the name `localhost`.
+pub async fn grpc_channel(addr: SocketAddr, ca_pem: &str) -> tonic::transport::Channel {
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
+        .domain_name("localhost");
+    tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+        .expect("endpoint")
+        .tls_config(tls)
+        .expect("tls config")
+        .connect()
+        .await
+        .expect("connect through the proxy")
+}
+
+/// Lower-case hex SHA-256, the fingerprint the tests compare.
+pub fn fingerprint(der: &[u8]) -> String {
+    smq_edge::tls::pem::sha256_hex(der)
+}
+
+/// Socket address on 127.0.0.1.
+pub fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
