@@ -18,8 +18,8 @@ use smq_edge::tls::store::CertStore;
 use smq_edge::tls::{self, dev_certs};
 use smq_edge::{listeners, settings};
 
-/// Exit code for a configuration the proxy cannot run with (sysexits EX_USAGE... EX_CONFIG).
-const EXIT_CONFIG: u8 = 78;
+/// Exit code when the proxy cannot start: sysexits' EX_USAGE, as linkerd2-proxy uses for bad config.
+const EXIT_USAGE: u8 = 64;
 
 #[derive(Parser)]
 #[command(version, about = "TLS-terminating reverse proxy for SuperMQ services")]
@@ -69,9 +69,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line per cause, the outermost first: the line an operator reads to fix it.
-            eprintln!("smq-edge: error: {e:#}");
-            ExitCode::from(EXIT_CONFIG)
+            // One line per problem, each naming the key or file to fix.
+            for line in format!("{e:#}").lines() {
+                eprintln!("smq-edge: error: {line}");
+            }
+            ExitCode::from(EXIT_USAGE)
         }
     }
 }
@@ -81,12 +83,18 @@ fn check(path: &Path) -> anyhow::Result<()> {
     let (config, stores) = prepare(path)?;
     for l in &config.listeners {
         let tls = match l.tls.as_ref().and_then(|f| stores.get(f)) {
-            Some(store) => store
-                .summary()
-                .map_or_else(|| "tls".to_owned(), |s| format!("tls {} (expires {})", s.subject, s.not_after)),
+            Some(store) => store.summary().map_or_else(
+                || "tls".to_owned(),
+                |s| format!("tls {} (expires {})", s.subject, s.not_after),
+            ),
             None => "plaintext".to_owned(),
         };
-        println!("listener {} {} {tls}, {} routes", l.name, l.listen, l.routes.len());
+        println!(
+            "listener {} {} {tls}, {} routes",
+            l.name,
+            l.listen,
+            l.routes.len()
+        );
     }
     println!("configuration {} is valid", path.display());
     Ok(())
@@ -104,9 +112,17 @@ fn run(path: &Path) -> anyhow::Result<()> {
     for service in services {
         server.add_boxed_service(service);
     }
-    shutdown::drain_then_exit(server.watch_execution_phase(), in_flight, config.shutdown_grace);
+    shutdown::drain_then_exit(
+        server.watch_execution_phase(),
+        in_flight,
+        config.shutdown_grace,
+    );
     for l in &config.listeners {
-        let tls = if l.tls.is_some() { "tls" } else { "plaintext, NOT encrypted" };
+        let tls = if l.tls.is_some() {
+            "tls"
+        } else {
+            "plaintext, NOT encrypted"
+        };
         tracing::info!(listener = %l.name, addr = %l.listen, tls, "listening");
     }
     server.run(RunArgs {
@@ -147,11 +163,12 @@ fn prepare(path: &Path) -> anyhow::Result<(Config, HashMap<TlsFiles, Arc<CertSto
 /// Pingora's process settings: our threads, and a grace period long enough for the drain, which
 /// ends it early (see `shutdown`).
 fn server_conf(config: &Config) -> ServerConf {
-    let mut conf = ServerConf::default();
-    conf.threads = config.threads;
-    conf.grace_period_seconds = Some(config.shutdown_grace.as_secs() + 1);
-    conf.graceful_shutdown_timeout_seconds = Some(1);
-    conf
+    ServerConf {
+        threads: config.threads,
+        grace_period_seconds: Some(config.shutdown_grace.as_secs() + 1),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    }
 }
 
 fn init_logging() {

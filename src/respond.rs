@@ -47,7 +47,10 @@ pub async fn proxy_failure(
                 504 => (GRPC_DEADLINE_EXCEEDED, "timed out"),
                 _ => (GRPC_UNAVAILABLE, "unavailable"),
             };
-            let message = format!("smq-edge: upstream {upstream_name} {what}: {}", e.etype().as_str());
+            let message = format!(
+                "smq-edge: upstream {upstream_name} {what}: {}",
+                e.etype().as_str()
+            );
             write_grpc_status(session, status, &message).await
         } else {
             session.respond_error(code).await

@@ -16,7 +16,11 @@ pub struct Selected<'a> {
 
 /// Finds the first route whose host and path prefix match. `host` may carry a port; `path_and_query`
 /// is the request target as received.
-pub fn select<'a>(routes: &'a [Route], host: Option<&str>, path_and_query: &str) -> Option<Selected<'a>> {
+pub fn select<'a>(
+    routes: &'a [Route],
+    host: Option<&str>,
+    path_and_query: &str,
+) -> Option<Selected<'a>> {
     let host = host.map(strip_port);
     let (path, query) = match path_and_query.find('?') {
         Some(i) => path_and_query.split_at(i),
@@ -102,7 +106,10 @@ mod tests {
 
     #[test]
     fn first_matching_route_wins() {
-        let routes = [route(None, Some("/users"), false, 0), route(None, None, false, 1)];
+        let routes = [
+            route(None, Some("/users"), false, 0),
+            route(None, None, false, 1),
+        ];
         assert_eq!(pick(&routes, None, "/users/1"), Some((0, None)));
         assert_eq!(pick(&routes, None, "/other"), Some((1, None)));
     }
@@ -131,20 +138,35 @@ mod tests {
     #[test]
     fn strip_prefix_keeps_a_leading_slash_and_the_query() {
         let routes = [route(None, Some("/ws/"), true, 0)];
-        assert_eq!(pick(&routes, None, "/ws/c/1?a=b"), Some((0, Some("/c/1?a=b".into()))));
+        assert_eq!(
+            pick(&routes, None, "/ws/c/1?a=b"),
+            Some((0, Some("/c/1?a=b".into())))
+        );
         assert_eq!(pick(&routes, None, "/ws/"), Some((0, Some("/".into()))));
         assert!(pick(&routes, None, "/ws").is_none());
         let routes = [route(None, Some("/api"), true, 0)];
-        assert_eq!(pick(&routes, None, "/api/v1"), Some((0, Some("/v1".into()))));
+        assert_eq!(
+            pick(&routes, None, "/api/v1"),
+            Some((0, Some("/v1".into())))
+        );
         assert_eq!(pick(&routes, None, "/api"), Some((0, Some("/".into()))));
         assert_eq!(pick(&routes, None, "/api?q"), Some((0, Some("/?q".into()))));
     }
 
     #[test]
     fn host_matches_case_insensitively_without_port() {
-        let routes = [route(Some("api.example.com"), None, false, 0), route(None, None, false, 1)];
-        assert_eq!(pick(&routes, Some("API.example.com:8443"), "/"), Some((0, None)));
-        assert_eq!(pick(&routes, Some("other.example.com"), "/"), Some((1, None)));
+        let routes = [
+            route(Some("api.example.com"), None, false, 0),
+            route(None, None, false, 1),
+        ];
+        assert_eq!(
+            pick(&routes, Some("API.example.com:8443"), "/"),
+            Some((0, None))
+        );
+        assert_eq!(
+            pick(&routes, Some("other.example.com"), "/"),
+            Some((1, None))
+        );
         assert_eq!(pick(&routes, None, "/"), Some((1, None)));
     }
 

@@ -55,7 +55,10 @@ impl ShutdownSignalWatch for GracefulSignals {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        tracing::info!(signal = name, "stopping: no new connections, draining requests");
+        tracing::info!(
+            signal = name,
+            "stopping: no new connections, draining requests"
+        );
         ShutdownSignal::GracefulTerminate
     }
 }
@@ -81,7 +84,9 @@ pub fn drain_then_exit(
         }
         match in_flight.count() {
             0 => tracing::info!("drained; exiting"),
-            n => tracing::warn!(requests = n, grace = ?grace, "grace period over; exiting with requests in flight"),
+            n => {
+                tracing::warn!(requests = n, grace = ?grace, "grace period over; exiting with requests in flight")
+            }
         }
         std::process::exit(0);
     });

@@ -72,7 +72,11 @@ fn get(s: &Setup, version_flag: &str, path: &str) -> (String, String, String) {
         "\n%{http_code} %{http_version}",
         &url,
     ]);
-    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let (body, meta) = text.rsplit_once('\n').unwrap();
     let (code, version) = meta.split_once(' ').unwrap();
@@ -87,7 +91,10 @@ async fn http1_client_reaches_upstream_with_forwarding_headers() {
     let (code, version, body) = get(&s, "--http1.1", "/hello/world?x=1");
     assert_eq!((code.as_str(), version.as_str()), ("200", "1.1"));
     assert!(body.starts_with("GET /hello/world?x=1\n"), "{body}");
-    assert!(body.contains(&format!("host: localhost:{}\n", s.port)), "{body}");
+    assert!(
+        body.contains(&format!("host: localhost:{}\n", s.port)),
+        "{body}"
+    );
     assert!(body.contains("x-forwarded-for: 127.0.0.1\n"), "{body}");
     assert!(body.contains("x-real-ip: 127.0.0.1\n"), "{body}");
     assert!(body.contains("x-forwarded-proto: https\n"), "{body}");
@@ -100,7 +107,10 @@ async fn http2_client_reaches_http1_upstream() {
     let (code, version, body) = get(&s, "--http2", "/hello");
     assert_eq!((code.as_str(), version.as_str()), ("200", "2"));
     assert!(body.starts_with("GET /hello\n"), "{body}");
-    assert!(body.contains(&format!("host: localhost:{}\n", s.port)), "{body}");
+    assert!(
+        body.contains(&format!("host: localhost:{}\n", s.port)),
+        "{body}"
+    );
     assert!(body.contains("x-forwarded-proto: https\n"), "{body}");
 }
 
@@ -109,9 +119,18 @@ async fn http2_client_reaches_http1_upstream() {
 async fn x_forwarded_for_is_appended() {
     let s = setup().await;
     let url = format!("https://localhost:{}/hello", s.port);
-    let out = curl(&["--cacert", &s.ca, "-H", "X-Forwarded-For: 203.0.113.9", &url]);
+    let out = curl(&[
+        "--cacert",
+        &s.ca,
+        "-H",
+        "X-Forwarded-For: 203.0.113.9",
+        &url,
+    ]);
     let body = String::from_utf8(out.stdout).unwrap();
-    assert!(body.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1\n"), "{body}");
+    assert!(
+        body.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1\n"),
+        "{body}"
+    );
 }
 
 /// A `strip_prefix` route forwards the path without its prefix, query intact.
@@ -144,6 +163,10 @@ async fn connections_are_reused_on_both_sides() {
     let out = curl(&args);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.matches("Re-using existing connection").count(), 4, "{stderr}");
+    assert_eq!(
+        stderr.matches("Re-using existing connection").count(),
+        4,
+        "{stderr}"
+    );
     assert_eq!(s.upstream.connections(), 1);
 }

@@ -124,6 +124,11 @@ impl ProxyHttp for HttpEdge {
         Ok(())
     }
 
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, _error: &Error) -> bool {
+        // `fail_to_proxy` logs every failure once, with the listener and upstream names.
+        true
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,

@@ -81,10 +81,11 @@ pub fn services(
         let addr = l.listen.to_string();
         match l.tls.as_ref().and_then(|files| stores.get(files)) {
             Some(store) => {
-                let mut tls = TlsSettings::intermediate("", "").map_err(|e| ListenerError::Tls {
-                    listener: l.name.clone(),
-                    reason: e.to_string(),
-                })?;
+                let mut tls =
+                    TlsSettings::intermediate("", "").map_err(|e| ListenerError::Tls {
+                        listener: l.name.clone(),
+                        reason: e.to_string(),
+                    })?;
                 tls.set_cert_resolver(Arc::new(StoreResolver::new(store.clone())));
                 tls.enable_h2();
                 service.add_tls_with_settings(&addr, None, tls);
@@ -93,7 +94,9 @@ pub fn services(
                 // Plaintext listeners also accept prior-knowledge HTTP/2, so gRPC clients work.
                 let mut options = HttpServerOptions::default();
                 options.h2c = true;
-                service.app_logic_mut().map(|app| app.server_options = Some(options));
+                if let Some(app) = service.app_logic_mut() {
+                    app.server_options = Some(options);
+                }
                 service.add_tcp(&addr);
             }
         }
@@ -121,13 +124,10 @@ impl<S: Service> Service for ExitOnStartFailure<S> {
         shutdown: ShutdownWatch,
         listeners_per_fd: usize,
     ) {
-        let started = std::panic::AssertUnwindSafe(self.inner.start_service(
-            fds,
-            shutdown,
-            listeners_per_fd,
-        ))
-        .catch_unwind()
-        .await;
+        let started =
+            std::panic::AssertUnwindSafe(self.inner.start_service(fds, shutdown, listeners_per_fd))
+                .catch_unwind()
+                .await;
         if started.is_err() {
             tracing::error!(listener = %self.listener, "listener failed to start; exiting");
             std::process::exit(1);

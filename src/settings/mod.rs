@@ -87,13 +87,37 @@ pub fn load(path: &Path) -> Result<Config, SettingsErrors> {
             source,
         }])
     })?;
-    let file: FileConfig = toml::from_str(&text).map_err(|e| {
+    let file = parse(&text).map_err(|message| {
         SettingsErrors(vec![SettingsError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
+            message,
         }])
     })?;
     build(file)
+}
+
+/// Parses TOML text into the file mirror. The error names the key (`server.threads`) and the
+/// line and column, on one line.
+pub fn parse(text: &str) -> Result<FileConfig, String> {
+    let located = |e: &toml::de::Error| {
+        let at = e.span().map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!(" (line {line}, column {column})")
+        });
+        format!("{}{}", e.message().trim_end(), at.unwrap_or_default())
+    };
+    let de = toml::Deserializer::parse(text).map_err(|e| located(&e))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = located(e.inner());
+        if key == "." || key.is_empty() {
+            inner
+        } else {
+            format!("{key}: {inner}")
+        }
+    })
 }
 
 /// Turns the file's raw values into a checked [`Config`], collecting every error.
@@ -118,7 +142,10 @@ pub fn build(file: FileConfig) -> Result<Config, SettingsErrors> {
     let mut upstream_index = HashMap::new();
     for (i, u) in file.upstreams.iter().enumerate() {
         let key = section_key("upstreams", i, &u.name);
-        if upstream_index.insert(u.name.clone(), upstreams.len()).is_some() {
+        if upstream_index
+            .insert(u.name.clone(), upstreams.len())
+            .is_some()
+        {
             errs.push(invalid(
                 format!("{key}.name"),
                 format!("duplicate upstream name {:?}", u.name),
@@ -146,7 +173,10 @@ pub fn build(file: FileConfig) -> Result<Config, SettingsErrors> {
         }
     }
     if file.listeners.is_empty() {
-        errs.push(invalid("listeners", "at least one [[listeners]] entry is needed"));
+        errs.push(invalid(
+            "listeners",
+            "at least one [[listeners]] entry is needed",
+        ));
     }
     let mut seen = HashMap::new();
     for l in &listeners {
@@ -324,7 +354,10 @@ fn build_upstream(
     .unwrap_or(DEFAULT_IDLE_TIMEOUT);
     let max_h2_streams = match u.max_h2_streams {
         Some(0) => {
-            errs.push(invalid(format!("{key}.max_h2_streams"), "must be at least 1"));
+            errs.push(invalid(
+                format!("{key}.max_h2_streams"),
+                "must be at least 1",
+            ));
             DEFAULT_MAX_H2_STREAMS
         }
         Some(n) => n,
@@ -360,9 +393,9 @@ impl PathPrefix {
                 .map(|s| match s {
                     "" => Err(format!("{raw:?} has an empty segment ('//')")),
                     "*" => Ok(None),
-                    s if s.contains('*') => Err(format!(
-                        "{raw:?}: '*' must stand alone as a whole segment"
-                    )),
+                    s if s.contains('*') => {
+                        Err(format!("{raw:?}: '*' must stand alone as a whole segment"))
+                    }
                     s => Ok(Some(s.to_owned())),
                 })
                 .collect::<Result<_, _>>()?
@@ -376,7 +409,11 @@ impl PathPrefix {
 }
 
 fn section_key(section: &str, index: usize, name: &str) -> String {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         format!("{section}[{index}]")
     } else {
         format!("{section}.{name}")

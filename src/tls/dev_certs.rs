@@ -129,7 +129,10 @@ mod tests {
         .unwrap();
         let summary = pem::summarize(&key.cert[0]).unwrap();
         for san in DEV_SANS {
-            assert!(summary.sans.iter().any(|s| s == san), "{san} missing from {summary:?}");
+            assert!(
+                summary.sans.iter().any(|s| s == san),
+                "{san} missing from {summary:?}"
+            );
         }
     }
 }

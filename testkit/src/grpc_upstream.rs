@@ -37,7 +37,12 @@ impl Drop for GrpcUpstream {
 
 /// Starts the upstream on `127.0.0.1:0`.
 pub async fn start() -> GrpcUpstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc upstream");
+    start_on("127.0.0.1:0".parse().expect("loopback")).await
+}
+
+/// Starts the upstream on `addr`.
+pub async fn start_on(addr: SocketAddr) -> GrpcUpstream {
+    let listener = TcpListener::bind(addr).await.expect("bind grpc upstream");
     let addr = listener.local_addr().expect("grpc upstream addr");
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<EchoServer<EchoService>>().await;

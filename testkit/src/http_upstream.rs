@@ -40,7 +40,12 @@ impl Drop for HttpUpstream {
 
 /// Starts the upstream on `127.0.0.1:0`.
 pub async fn start() -> HttpUpstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    start_on("127.0.0.1:0".parse().expect("loopback")).await
+}
+
+/// Starts the upstream on `addr`.
+pub async fn start_on(addr: SocketAddr) -> HttpUpstream {
+    let listener = TcpListener::bind(addr).await.expect("bind upstream");
     let addr = listener.local_addr().expect("upstream addr");
     let connections = Arc::new(AtomicUsize::new(0));
     let counter = connections.clone();
@@ -70,9 +75,17 @@ async fn report(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
     }
     let mut text = format!("{} {}\n", req.method(), req.uri());
     for (name, value) in req.headers() {
-        text.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));
+        text.push_str(&format!(
+            "{name}: {}\n",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
     }
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     if !body.is_empty() {
         text.push_str(&format!("body: {}\n", String::from_utf8_lossy(&body)));
     }

@@ -54,7 +54,10 @@ impl Proxy {
         for addr in ready {
             poll_until(&format!("proxy to listen on {addr}"), || {
                 if let Some(status) = proxy.try_status() {
-                    panic!("proxy exited with {status} before listening:\n{}", proxy.log());
+                    panic!(
+                        "proxy exited with {status} before listening:\n{}",
+                        proxy.log()
+                    );
                 }
                 std::net::TcpStream::connect(addr).is_ok()
             });
@@ -113,14 +116,10 @@ impl Proxy {
         self.child.try_wait().expect("try_wait")
     }
 
-    /// Sends a signal (e.g. `TERM`) to the process.
-    pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -{name} failed");
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, signal).expect("send signal");
     }
 
     /// Waits for the process to exit and returns its status.
@@ -130,7 +129,11 @@ impl Proxy {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(start.elapsed() < DEADLINE, "proxy did not exit:\n{}", self.log());
+            assert!(
+                start.elapsed() < DEADLINE,
+                "proxy did not exit:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
