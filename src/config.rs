@@ -12,12 +12,26 @@ pub struct Config {
     pub threads: usize,
     /// How long in-flight requests may run after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
+    /// How certificate files are watched and reloaded.
+    pub reload: ReloadSettings,
     /// Where development certificates are generated when absent (`[dev_certs]`).
     pub dev_certs_dir: Option<PathBuf>,
     /// Listeners, in file order.
     pub listeners: Vec<Listener>,
     /// Upstreams, in file order; routes refer to them by index.
     pub upstreams: Vec<Upstream>,
+}
+
+/// Hot-reload settings (`[reload]`).
+#[derive(Debug, Clone, Copy)]
+pub struct ReloadSettings {
+    /// Watch the files' directories for changes (inotify); off for filesystems without events.
+    pub watch: bool,
+    /// Periodic re-check, the safety net when an event is missed.
+    pub interval: Duration,
+    /// How long a key that does not match its certificate is given for its partner to arrive
+    /// before it counts as a failure.
+    pub settle: Duration,
 }
 
 /// One listening socket and its routes.

@@ -11,9 +11,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
+use pingora::services::background::background_service;
 
 use smq_edge::config::{Config, TlsFiles};
 use smq_edge::shutdown::{self, InFlight};
+use smq_edge::tls::reloader::{Reloadable, Reloader};
 use smq_edge::tls::store::CertStore;
 use smq_edge::tls::{self, dev_certs};
 use smq_edge::{listeners, settings};
@@ -109,6 +111,12 @@ fn run(path: &Path) -> anyhow::Result<()> {
     server.bootstrap();
     let in_flight = InFlight::default();
     let services = listeners::services(&config, &stores, &server.configuration, &in_flight)?;
+    let reloadable: Vec<Arc<dyn Reloadable>> = stores
+        .values()
+        .map(|s| s.clone() as Arc<dyn Reloadable>)
+        .collect();
+    let reloader = Reloader::new(reloadable, config.reload);
+    server.add_service(background_service("tls reloader", reloader));
     for service in services {
         server.add_boxed_service(service);
     }
@@ -149,8 +157,12 @@ fn prepare(path: &Path) -> anyhow::Result<(Config, HashMap<TlsFiles, Arc<CertSto
         if stores.contains_key(files) {
             continue;
         }
-        let store = CertStore::load(files.clone(), &provider)
-            .with_context(|| format!("listener {}", l.name))?;
+        let store = CertStore::load_pair(
+            format!("listener {} certificate", l.name),
+            files,
+            provider.clone(),
+        )
+        .with_context(|| format!("listener {}", l.name))?;
         if let Some(s) = store.summary() {
             tracing::info!(listener = %l.name, cert = %files.cert.display(), subject = %s.subject,
                 sans = ?s.sans, serial = %s.serial, not_after = %s.not_after, "certificate loaded");
@@ -171,9 +183,13 @@ fn server_conf(config: &Config) -> ServerConf {
     }
 }
 
+/// Default log filter. pingora logs a client that hangs up before sending the HTTP/2 preface
+/// (TCP health probes, scanners) at error level; that is not for an operator to act on.
+const DEFAULT_LOG_FILTER: &str = "info,pingora_core::apps=off";
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -58,6 +58,7 @@ fn req(message: &str, count: u32) -> EchoRequest {
     EchoRequest {
         message: message.to_owned(),
         count,
+        ..Default::default()
     }
 }
 

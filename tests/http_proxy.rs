@@ -170,3 +170,26 @@ async fn connections_are_reused_on_both_sides() {
     );
     assert_eq!(s.upstream.connections(), 1);
 }
+
+/// An HTTP/1.1 request in absolute form reaches the upstream in origin form, with the URI's
+/// authority as `Host`.
+#[tokio::test(flavor = "multi_thread")]
+async fn absolute_form_target_is_forwarded_in_origin_form() {
+    let s = setup().await;
+    let target = format!("https://localhost:{}/hello/abs?q=1", s.port);
+    let url = format!("https://localhost:{}/", s.port);
+    let out = curl(&[
+        "--http1.1",
+        "--cacert",
+        &s.ca,
+        "--request-target",
+        &target,
+        &url,
+    ]);
+    let body = String::from_utf8(out.stdout).unwrap();
+    assert!(body.starts_with("GET /hello/abs?q=1\n"), "{body}");
+    assert!(
+        body.contains(&format!("host: localhost:{}\n", s.port)),
+        "{body}"
+    );
+}

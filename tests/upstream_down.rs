@@ -73,7 +73,7 @@ async fn grpc_client_gets_unavailable_with_a_message() {
     let err = EchoClient::new(channel)
         .unary(EchoRequest {
             message: "hi".into(),
-            count: 0,
+            ..Default::default()
         })
         .await
         .unwrap_err();

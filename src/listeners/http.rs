@@ -54,7 +54,8 @@ impl ProxyHttp for HttpEdge {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let req = session.req_header();
-        let host = request_host(req);
+        let absolute = absolute_form_authority(req);
+        let host = absolute.as_deref().or_else(|| request_host(req));
         let target = req
             .uri
             .path_and_query()
@@ -95,6 +96,18 @@ impl ProxyHttp for HttpEdge {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        // An HTTP/1.1 request in absolute form (`GET https://host/path`) names its host in the
+        // URI; origin servers get origin form with that host in `Host` (RFC 9112 §3.2.2).
+        if let Some(authority) = absolute_form_authority(upstream_request) {
+            upstream_request.insert_header(http::header::HOST, authority)?;
+            if ctx.rewritten.is_none() {
+                let origin_form = upstream_request
+                    .uri
+                    .path_and_query()
+                    .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
+                ctx.rewritten = Some(origin_form);
+            }
+        }
         if let Some(path) = ctx.rewritten.take() {
             let uri = path
                 .parse::<http::Uri>()
@@ -115,12 +128,6 @@ impl ProxyHttp for HttpEdge {
         }
         let proto = if self.is_tls { "https" } else { "http" };
         upstream_request.insert_header("x-forwarded-proto", proto)?;
-        // HTTP/2 clients name the host in :authority; an HTTP/1.1 upstream needs it as Host.
-        if upstream_request.headers.get(http::header::HOST).is_none() {
-            if let Some(authority) = session.req_header().uri.authority().map(|a| a.to_string()) {
-                upstream_request.insert_header(http::header::HOST, authority)?;
-            }
-        }
         Ok(())
     }
 
@@ -138,6 +145,19 @@ impl ProxyHttp for HttpEdge {
         let upstream = ctx.upstream.map(|i| self.upstreams[i].name.as_str());
         respond::proxy_failure(session, e, &self.listener, upstream).await
     }
+}
+
+/// The authority of an absolute-form request target (`GET https://host:port/path`), which
+/// pingora keeps verbatim for the wire while `uri` holds only the path.
+fn absolute_form_authority(req: &RequestHeader) -> Option<String> {
+    let raw = req.raw_path();
+    if matches!(raw.first(), None | Some(b'/' | b'*')) {
+        return None;
+    }
+    http::Uri::try_from(raw)
+        .ok()?
+        .authority()
+        .map(|a| a.as_str().to_owned())
 }
 
 /// The host the client asked for: `Host` for HTTP/1.1, `:authority` for HTTP/2.

@@ -10,6 +10,9 @@ pub struct FileConfig {
     /// Process-wide settings.
     #[serde(default)]
     pub server: ServerSection,
+    /// Certificate hot-reload.
+    #[serde(default)]
+    pub reload: ReloadSection,
     /// Development certificate generation; absent in production configs.
     pub dev_certs: Option<DevCertsSection>,
     /// Ports the proxy listens on.
@@ -28,6 +31,18 @@ pub struct ServerSection {
     pub threads: Option<usize>,
     /// How long in-flight requests may run after SIGTERM/SIGINT, e.g. `"10s"`.
     pub shutdown_grace: Option<String>,
+}
+
+/// `[reload]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadSection {
+    /// Watch the files' directories for changes.
+    pub watch: Option<bool>,
+    /// Periodic re-check interval, e.g. `"30s"`.
+    pub interval: Option<String>,
+    /// How long a half-replaced certificate/key pair may take to settle, e.g. `"10s"`.
+    pub settle: Option<String>,
 }
 
 /// `[dev_certs]`: where development certificates are created when absent.

@@ -12,13 +12,19 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{Config, Listener, PathPrefix, Route, TlsFiles, Upstream, UpstreamProtocol};
+use crate::config::{
+    Config, Listener, PathPrefix, ReloadSettings, Route, TlsFiles, Upstream, UpstreamProtocol,
+};
 use file::{FileConfig, ListenerSection, RouteSection, UpstreamSection};
 
 /// Default worker threads per listener.
 pub const DEFAULT_THREADS: usize = 2;
 /// Default drain time after SIGTERM/SIGINT.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Default periodic certificate re-check.
+pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
+/// Default time a half-replaced certificate/key pair may take to settle.
+pub const DEFAULT_RELOAD_SETTLE: Duration = Duration::from_secs(10);
 /// Default upstream connect timeout: short, so a dead upstream gives a quick 502.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default upstream read timeout for `http1` upstreams (nginx's `proxy_read_timeout`).
@@ -138,6 +144,21 @@ pub fn build(file: FileConfig) -> Result<Config, SettingsErrors> {
     )
     .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
 
+    let reload = ReloadSettings {
+        watch: file.reload.watch.unwrap_or(true),
+        interval: duration(
+            &mut errs,
+            "reload.interval",
+            file.reload.interval.as_deref(),
+        )
+        .unwrap_or(DEFAULT_RELOAD_INTERVAL),
+        settle: duration(&mut errs, "reload.settle", file.reload.settle.as_deref())
+            .unwrap_or(DEFAULT_RELOAD_SETTLE),
+    };
+    if reload.interval.is_zero() {
+        errs.push(invalid("reload.interval", "must be longer than 0s"));
+    }
+
     let mut upstreams = Vec::new();
     let mut upstream_index = HashMap::new();
     for (i, u) in file.upstreams.iter().enumerate() {
@@ -194,6 +215,7 @@ pub fn build(file: FileConfig) -> Result<Config, SettingsErrors> {
     Ok(Config {
         threads,
         shutdown_grace,
+        reload,
         dev_certs_dir: file.dev_certs.map(|d| PathBuf::from(d.dir)),
         listeners,
         upstreams,

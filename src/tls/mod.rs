@@ -3,6 +3,7 @@
 
 pub mod dev_certs;
 pub mod pem;
+pub mod reloader;
 pub mod resolver;
 pub mod store;
 

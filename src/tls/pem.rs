@@ -87,6 +87,31 @@ pub struct CertSummary {
     pub sha256: String,
 }
 
+/// Trusted CA certificates for verifying an upstream, checked to be usable trust anchors.
+#[derive(Debug, Clone)]
+pub struct CaBundle {
+    /// The certificates, in file order.
+    pub certs: Vec<CertificateDer<'static>>,
+    /// The same certificates as a rustls root store.
+    pub roots: Arc<rustls::RootCertStore>,
+}
+
+/// Parses a CA bundle: at least one certificate, each one usable as a trust anchor.
+pub fn parse_ca_bundle(pem: &[u8], path: &Path) -> Result<CaBundle, PemError> {
+    let certs = parse_chain(pem, path)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for (i, cert) in certs.iter().enumerate() {
+        roots.add(cert.clone()).map_err(|e| PemError::Malformed {
+            path: path.to_owned(),
+            reason: format!("certificate #{} is not a usable trust anchor: {e}", i + 1),
+        })?;
+    }
+    Ok(CaBundle {
+        certs,
+        roots: Arc::new(roots),
+    })
+}
+
 /// Reads a file, naming it on failure.
 pub fn read(path: &Path) -> Result<Vec<u8>, PemError> {
     std::fs::read(path).map_err(|source| PemError::Read {

@@ -1,59 +1,259 @@
-//! Server certificate stores: the checked certificate and key of one listener identity, held in an
-//! `ArcSwap` so a later reload can publish new material atomically while handshakes read the
-//! current one without locking. Readers only ever see a whole, checked pair.
+//! Swappable TLS material: a [`Store`] holds one checked value (a server certificate and key, or
+//! a CA bundle) built from one or more PEM files, behind an `ArcSwap`. Handshakes read the current
+//! value without locking; the reloader calls [`Store::reload`], which builds the new value to one
+//! side and publishes it only when it passed every check. On failure the last good value stays.
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateDer;
 use rustls::sign::CertifiedKey;
 
-use super::pem::{self, PemError};
+use super::pem::{self, CaBundle, CertSummary, PemError};
 use crate::config::TlsFiles;
 
-/// The current certificate and key for the listeners that use one pair of files.
-pub struct CertStore {
-    /// Where the material comes from.
-    files: TlsFiles,
-    /// Written by `load` (and by the reloader); read by the resolver on every handshake.
-    current: ArcSwap<CertifiedKey>,
+/// Builds a value from the contents of a store's files (in the order of [`Store::paths`]).
+type Loader<T> = Box<dyn Fn(&[Vec<u8>], &[PathBuf]) -> Result<Arc<T>, PemError> + Send + Sync>;
+
+/// A listener's certificate chain and key.
+pub type CertStore = Store<CertifiedKey>;
+/// An upstream's trusted CA certificates.
+pub type CaStore = Store<CaBundle>;
+
+/// What one reload attempt did.
+#[derive(Debug)]
+pub enum Reload {
+    /// The files hold what is already served.
+    Unchanged,
+    /// New material passed every check and is now served.
+    Applied,
+    /// The key does not match the certificate yet, within the settle window: one file of the pair
+    /// has been replaced and the other is probably on its way.
+    Settling,
+    /// The files changed but are unusable; the last good material stays. Reported once per
+    /// distinct content.
+    Failed(PemError),
+    /// The same unusable content as last time, already reported.
+    StillFailing,
 }
 
-impl CertStore {
-    /// Reads and checks the files; fails without a store when they are unusable, so the proxy
-    /// never starts without a certificate.
-    pub fn load(files: TlsFiles, provider: &CryptoProvider) -> Result<Self, PemError> {
-        let key = pem::load_pair(&files.cert, &files.key, provider, SystemTime::now())?;
+/// Counts of reload outcomes, for metrics.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    /// Successful swaps.
+    pub applied: AtomicU64,
+    /// Distinct failures (each logged once).
+    pub failed: AtomicU64,
+}
+
+/// One piece of swappable material and its reload state.
+pub struct Store<T> {
+    /// What the material is, for logs: `listener https certificate`.
+    label: String,
+    /// The files it is built from.
+    paths: Vec<PathBuf>,
+    /// Written by `reload`, read by every handshake or upstream connection.
+    current: ArcSwap<T>,
+    /// Bumped on every swap; upstream pools key on it so old connections are not reused.
+    generation: AtomicU64,
+    /// Reload outcomes, for metrics.
+    stats: ReloadStats,
+    /// Reload bookkeeping; only the reloader takes this lock (a cold path).
+    state: Mutex<ReloadState>,
+    loader: Loader<T>,
+}
+
+#[derive(Default)]
+struct ReloadState {
+    /// Digest of the file contents now served.
+    served: [u8; 32],
+    /// Digest of the last content reported as failed.
+    reported: Option<[u8; 32]>,
+    /// When a key mismatch was first seen, while waiting for the pair to settle.
+    mismatch_since: Option<Instant>,
+}
+
+impl<T> Store<T> {
+    /// Reads the files and builds the first value; fails when they are unusable, so the proxy
+    /// never starts without material.
+    fn load(label: String, paths: Vec<PathBuf>, loader: Loader<T>) -> Result<Self, PemError> {
+        let contents = read_all(&paths)?;
+        let value = loader(&contents, &paths)?;
         Ok(Self {
-            files,
-            current: ArcSwap::new(key),
+            label,
+            state: Mutex::new(ReloadState {
+                served: digest(&contents),
+                ..ReloadState::default()
+            }),
+            paths,
+            current: ArcSwap::new(value),
+            generation: AtomicU64::new(0),
+            stats: ReloadStats::default(),
+            loader,
         })
     }
 
-    /// The material new handshakes get.
-    pub fn current(&self) -> Arc<CertifiedKey> {
+    /// The value new handshakes get.
+    pub fn current(&self) -> Arc<T> {
         self.current.load_full()
     }
 
-    /// The files this store reads.
-    pub fn files(&self) -> &TlsFiles {
-        &self.files
+    /// How many times the value has been replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
-    /// A summary of the current leaf, for logs.
-    pub fn summary(&self) -> Option<pem::CertSummary> {
-        self.current.load().cert.first().and_then(pem::summarize)
+    /// The files this store is built from.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
     }
+
+    /// What the material is, for logs.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Reload outcome counts.
+    pub fn stats(&self) -> &ReloadStats {
+        &self.stats
+    }
+
+    /// Re-reads the files and publishes new material if it changed and passes every check.
+    /// A key that does not match its certificate is given `settle` to be joined by its partner
+    /// before it counts as a failure.
+    pub fn reload(&self, now: Instant, settle: Duration) -> Reload {
+        let Ok(mut state) = self.state.lock() else {
+            // A panic while holding this lock cannot leave the served value torn (it is swapped
+            // whole), so the store keeps serving; the reload is refused.
+            return Reload::StillFailing;
+        };
+        let read = read_all(&self.paths);
+        let hash = match &read {
+            Ok(contents) => digest(contents),
+            // A missing or unreadable file is reported once per distinct reason.
+            Err(e) => digest(&[e.to_string().into_bytes()]),
+        };
+        if read.is_ok() && hash == state.served {
+            state.reported = None;
+            state.mismatch_since = None;
+            return Reload::Unchanged;
+        }
+        let built = read.and_then(|contents| (self.loader)(&contents, &self.paths));
+        if let Err(PemError::KeyMismatch { .. }) = &built {
+            let since = *state.mismatch_since.get_or_insert(now);
+            if now.duration_since(since) < settle {
+                return Reload::Settling;
+            }
+        }
+        match built {
+            Ok(value) => {
+                self.current.store(value);
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                self.stats.applied.fetch_add(1, Ordering::Relaxed);
+                *state = ReloadState {
+                    served: hash,
+                    ..ReloadState::default()
+                };
+                Reload::Applied
+            }
+            Err(_) if state.reported == Some(hash) => Reload::StillFailing,
+            Err(e) => {
+                state.reported = Some(hash);
+                state.mismatch_since = None;
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                Reload::Failed(e)
+            }
+        }
+    }
+}
+
+/// Material whose first certificate describes it in logs.
+pub trait HasLeaf {
+    /// The certificate to describe: the leaf, or a bundle's first CA.
+    fn leaf(&self) -> Option<&CertificateDer<'static>>;
+}
+
+impl HasLeaf for CertifiedKey {
+    fn leaf(&self) -> Option<&CertificateDer<'static>> {
+        self.cert.first()
+    }
+}
+
+impl HasLeaf for CaBundle {
+    fn leaf(&self) -> Option<&CertificateDer<'static>> {
+        self.certs.first()
+    }
+}
+
+impl<T: HasLeaf> Store<T> {
+    /// A summary of the current certificate, for logs.
+    pub fn summary(&self) -> Option<CertSummary> {
+        self.current.load().leaf().and_then(pem::summarize)
+    }
+}
+
+impl CertStore {
+    /// A listener identity from a certificate chain file and a key file.
+    pub fn load_pair(
+        label: String,
+        files: &TlsFiles,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, PemError> {
+        let loader: Loader<CertifiedKey> = Box::new(move |contents, paths| {
+            let chain = pem::parse_chain(&contents[0], &paths[0])?;
+            let key = pem::parse_key(&contents[1], &paths[1])?;
+            pem::certified_key(
+                chain,
+                key,
+                &paths[0],
+                &paths[1],
+                &provider,
+                SystemTime::now(),
+            )
+        });
+        Self::load(label, vec![files.cert.clone(), files.key.clone()], loader)
+    }
+}
+
+impl CaStore {
+    /// A CA bundle from one PEM file.
+    pub fn load_bundle(label: String, path: &Path) -> Result<Self, PemError> {
+        let loader: Loader<CaBundle> =
+            Box::new(|contents, paths| pem::parse_ca_bundle(&contents[0], &paths[0]).map(Arc::new));
+        Self::load(label, vec![path.to_owned()], loader)
+    }
+}
+
+fn read_all(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>, PemError> {
+    paths.iter().map(|p| pem::read(p)).collect()
+}
+
+fn digest(contents: &[Vec<u8>]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for c in contents {
+        ctx.update(&(c.len() as u64).to_le_bytes());
+        ctx.update(c);
+    }
+    let mut out = [0; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 // Hand-written so that key material never reaches a log line.
-impl fmt::Debug for CertStore {
+impl<T> fmt::Debug for Store<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertStore")
-            .field("cert", &self.files.cert)
-            .field("key", &self.files.key)
+        f.debug_struct("Store")
+            .field("label", &self.label)
+            .field("paths", &self.paths)
+            .field("generation", &self.generation())
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -89,13 +89,22 @@ impl Echo for EchoService {
         &self,
         req: Request<EchoRequest>,
     ) -> Result<Response<Self::ServerStreamStream>, Status> {
-        let EchoRequest { message, count } = req.into_inner();
-        let replies = (0..count).map(move |i| {
-            Ok(EchoReply {
-                message: format!("{message}-{i}"),
-            })
+        let EchoRequest {
+            message,
+            count,
+            interval_ms,
+        } = req.into_inner();
+        let pause = std::time::Duration::from_millis(u64::from(interval_ms));
+        let replies = tokio_stream::iter(0..count).then(move |i| {
+            let message = format!("{message}-{i}");
+            async move {
+                if i > 0 && !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
+                Ok(EchoReply { message })
+            }
         });
-        Ok(Response::new(Box::pin(tokio_stream::iter(replies))))
+        Ok(Response::new(Box::pin(replies)))
     }
 
     async fn client_stream(

@@ -1,4 +1,5 @@
-//! A throwaway PKI per test: root CA → intermediate CA → leaf, so chain handling is exercised.
+//! A throwaway PKI per test: root CA → intermediate CA → leaves, so chain handling is exercised
+//! and rotated leaves are all trusted by one root.
 
 use std::path::{Path, PathBuf};
 
@@ -7,18 +8,29 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
 };
 
-/// A root, an intermediate, and a leaf for `localhost`/`127.0.0.1`, written as PEM files.
+/// A root and an intermediate that issue leaves, plus a first leaf for `localhost`/`127.0.0.1`.
 pub struct Pki {
     /// Root CA certificate (trust anchor for clients).
     pub ca_pem: String,
-    /// Leaf then intermediate, as served.
+    /// The first leaf's chain: leaf then intermediate, as served.
     pub chain_pem: String,
-    /// Leaf certificate DER.
+    /// The first leaf's certificate DER.
     pub leaf_der: Vec<u8>,
     /// Intermediate certificate DER.
     pub intermediate_der: Vec<u8>,
-    /// Leaf key, PKCS#8 PEM.
+    /// The first leaf's key, PKCS#8 PEM.
     pub key_pem: String,
+    intermediate: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// One issued server certificate.
+pub struct Leaf {
+    /// Leaf then intermediate.
+    pub chain_pem: String,
+    /// The leaf's key, PKCS#8 PEM.
+    pub key_pem: String,
+    /// The leaf's DER.
+    pub der: Vec<u8>,
 }
 
 /// File paths of a written [`Pki`].
@@ -32,7 +44,7 @@ pub struct PkiFiles {
 }
 
 impl Pki {
-    /// Makes a fresh PKI whose leaf carries `common_name` and the given SANs.
+    /// Makes a fresh PKI whose first leaf carries `common_name` and the given SANs.
     pub fn new(common_name: &str, sans: &[&str]) -> Self {
         let root_key = KeyPair::generate().expect("root key");
         let root = CertifiedIssuer::self_signed(ca_params("smq-edge test root"), root_key)
@@ -41,6 +53,28 @@ impl Pki {
         let intermediate =
             CertifiedIssuer::signed_by(ca_params("smq-edge test intermediate"), int_key, &root)
                 .expect("intermediate cert");
+        let mut pki = Self {
+            ca_pem: root.pem(),
+            chain_pem: String::new(),
+            leaf_der: Vec::new(),
+            intermediate_der: intermediate.der().to_vec(),
+            key_pem: String::new(),
+            intermediate,
+        };
+        let first = pki.leaf(common_name, sans);
+        pki.chain_pem = first.chain_pem;
+        pki.key_pem = first.key_pem;
+        pki.leaf_der = first.der;
+        pki
+    }
+
+    /// A PKI for `localhost` and `127.0.0.1`.
+    pub fn localhost() -> Self {
+        Self::new("localhost", &["localhost", "127.0.0.1"])
+    }
+
+    /// Issues a new leaf (new key, new serial) from the intermediate.
+    pub fn leaf(&self, common_name: &str, sans: &[&str]) -> Leaf {
         let mut params =
             CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
                 .expect("leaf params");
@@ -48,19 +82,14 @@ impl Pki {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate().expect("leaf key");
-        let leaf = params.signed_by(&key, &intermediate).expect("leaf cert");
-        Self {
-            ca_pem: root.pem(),
-            chain_pem: format!("{}{}", leaf.pem(), intermediate.pem()),
-            leaf_der: leaf.der().to_vec(),
-            intermediate_der: intermediate.der().to_vec(),
+        let leaf = params
+            .signed_by(&key, &self.intermediate)
+            .expect("leaf cert");
+        Leaf {
+            chain_pem: format!("{}{}", leaf.pem(), self.intermediate.pem()),
             key_pem: key.serialize_pem(),
+            der: leaf.der().to_vec(),
         }
-    }
-
-    /// A PKI for `localhost` and `127.0.0.1`.
-    pub fn localhost() -> Self {
-        Self::new("localhost", &["localhost", "127.0.0.1"])
     }
 
     /// Writes `ca.pem`, `chain.pem` and `key.pem` under `dir` with the given file name prefix.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// How long any condition is polled for before a test gives up.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -50,7 +50,12 @@ impl Proxy {
     /// Writes `config` to `dir/config.toml`, starts the proxy there and waits until every address
     /// in `ready` accepts connections.
     pub fn start(dir: &Path, config: &str, ready: &[SocketAddr]) -> Proxy {
-        let mut proxy = Self::spawn(dir, config, &[]);
+        Self::start_as(dir, config, ready, None)
+    }
+
+    /// Like [`Proxy::start`], running the process as `uid` (and the same gid) when given.
+    pub fn start_as(dir: &Path, config: &str, ready: &[SocketAddr], uid: Option<u32>) -> Proxy {
+        let mut proxy = Self::spawn_as(dir, config, &[], uid);
         for addr in ready {
             poll_until(&format!("proxy to listen on {addr}"), || {
                 if let Some(status) = proxy.try_status() {
@@ -67,14 +72,23 @@ impl Proxy {
 
     /// Starts the proxy with extra arguments and does not wait for anything.
     pub fn spawn(dir: &Path, config: &str, args: &[&str]) -> Proxy {
+        Self::spawn_as(dir, config, args, None)
+    }
+
+    fn spawn_as(dir: &Path, config: &str, args: &[&str], uid: Option<u32>) -> Proxy {
         let config_path = dir.join("config.toml");
         std::fs::write(&config_path, config).expect("write config");
-        let mut child = Command::new(binary())
+        let mut command = Command::new(binary());
+        if let Some(uid) = uid {
+            use std::os::unix::process::CommandExt;
+            command.uid(uid).gid(uid);
+        }
+        let mut child = command
             .arg("--config")
             .arg(&config_path)
             .args(args)
             .current_dir(dir)
-            .env("RUST_LOG", "info")
+            .env_remove("RUST_LOG")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -97,6 +111,11 @@ impl Proxy {
             log,
             dir: dir.to_owned(),
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Everything the proxy logged so far.
@@ -198,11 +217,8 @@ pub async fn handshake(
         alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
         version: conn.protocol_version(),
     };
-    // Close politely so the proxy does not log a handshake error.
-    tls.write_all(b"").await?;
+    // Close with close_notify so the proxy sees a clean end of the connection.
     let _ = tls.shutdown().await;
-    let mut sink = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_millis(200), tls.read_to_end(&mut sink)).await;
     Ok(out)
 }
 
@@ -218,6 +234,41 @@ pub async fn grpc_channel(addr: SocketAddr, ca_pem: &str) -> tonic::transport::C
         .connect()
         .await
         .expect("connect through the proxy")
+}
+
+/// The fingerprint of the leaf a new handshake with `addr` (SNI `localhost`) gets.
+pub async fn served_fingerprint(addr: SocketAddr, ca_pem: &str) -> String {
+    let hs = handshake(
+        addr,
+        "localhost",
+        ca_pem,
+        &[b"h2"],
+        rustls::DEFAULT_VERSIONS,
+    )
+    .await
+    .expect("handshake with the proxy");
+    fingerprint(&hs.chain[0])
+}
+
+/// Polls new handshakes until the leaf served has fingerprint `want`, for at most `limit`;
+/// returns how long that took.
+pub async fn wait_for_served(
+    addr: SocketAddr,
+    ca_pem: &str,
+    want: &str,
+    limit: Duration,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        if served_fingerprint(addr, ca_pem).await == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "new certificate not served within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Lower-case hex SHA-256, the fingerprint the tests compare.

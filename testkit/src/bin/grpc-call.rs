@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     let reply = EchoClient::new(channel)
         .unary(EchoRequest {
             message: args.message,
-            count: 0,
+            ..Default::default()
         })
         .await?;
     println!("testkit.echo.Echo/Unary: {:?}", reply.into_inner().message);

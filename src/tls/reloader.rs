@@ -1,0 +1,222 @@
+//! Hot reload of every PEM file the proxy uses. Triggers: a filesystem watch (notify) on the
+//! directories holding the files, SIGHUP, and a periodic re-check as a safety net. Each trigger
+//! re-reads every store; a store swaps only when its files' content changed and passes every
+//! check (see `store`). Runs as a pingora background service.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use notify::{RecursiveMode, Watcher};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use super::pem::CertSummary;
+use super::store::{HasLeaf, Reload, Store};
+use crate::config::ReloadSettings;
+
+/// Quiet time after a filesystem event before reloading, so that a burst of writes (a file
+/// written in pieces, a Kubernetes secret update) is read once, whole.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// How often a store waiting for the other half of its pair is re-checked.
+const SETTLE_POLL: Duration = Duration::from_millis(200);
+
+/// Material the reloader can refresh.
+pub trait Reloadable: Send + Sync {
+    /// What it is, for logs.
+    fn label(&self) -> &str;
+    /// The files it reads.
+    fn paths(&self) -> &[PathBuf];
+    /// Re-reads the files; see [`Store::reload`].
+    fn reload(&self, now: Instant, settle: Duration) -> Reload;
+    /// The current certificate (leaf, or first CA), for logs.
+    fn summary(&self) -> Option<CertSummary>;
+}
+
+impl<T: HasLeaf + Send + Sync> Reloadable for Store<T> {
+    fn label(&self) -> &str {
+        Store::label(self)
+    }
+
+    fn paths(&self) -> &[PathBuf] {
+        Store::paths(self)
+    }
+
+    fn reload(&self, now: Instant, settle: Duration) -> Reload {
+        Store::reload(self, now, settle)
+    }
+
+    fn summary(&self) -> Option<CertSummary> {
+        Store::summary(self)
+    }
+}
+
+/// Watches and reloads a set of stores.
+pub struct Reloader {
+    stores: Vec<Arc<dyn Reloadable>>,
+    settings: ReloadSettings,
+}
+
+impl Reloader {
+    /// A reloader for `stores`.
+    pub fn new(stores: Vec<Arc<dyn Reloadable>>, settings: ReloadSettings) -> Self {
+        Self { stores, settings }
+    }
+
+    /// Reloads every store once and logs what changed. Returns whether a store is waiting for
+    /// the other half of its pair.
+    pub fn reload_all(&self) -> bool {
+        let now = Instant::now();
+        let mut settling = false;
+        for store in &self.stores {
+            match store.reload(now, self.settings.settle) {
+                Reload::Unchanged | Reload::StillFailing => {}
+                Reload::Settling => {
+                    settling = true;
+                    tracing::debug!(
+                        store = store.label(),
+                        "key and certificate do not match yet; waiting for the pair to settle"
+                    );
+                }
+                Reload::Applied => log_applied(store.as_ref()),
+                Reload::Failed(e) => tracing::error!(
+                    store = store.label(),
+                    error = %e,
+                    "reload failed; still serving the last good material"
+                ),
+            }
+        }
+        settling
+    }
+
+    /// Directories to watch: each file's own directory, and the directory of the file a symlink
+    /// points to, so replacing either the link or its target is seen.
+    fn watch_dirs(&self) -> BTreeSet<PathBuf> {
+        let mut dirs = BTreeSet::new();
+        for path in self.stores.iter().flat_map(|s| s.paths()) {
+            dirs.insert(parent(path));
+            if let Ok(real) = std::fs::canonicalize(path) {
+                dirs.insert(parent(&real));
+            }
+        }
+        dirs
+    }
+}
+
+fn parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn log_applied(store: &dyn Reloadable) {
+    match store.summary() {
+        Some(s) => tracing::info!(
+            store = store.label(),
+            files = ?store.paths(),
+            subject = %s.subject,
+            sans = ?s.sans,
+            serial = %s.serial,
+            not_after = %s.not_after,
+            sha256 = %s.sha256,
+            "reloaded"
+        ),
+        None => tracing::info!(store = store.label(), files = ?store.paths(), "reloaded"),
+    }
+}
+
+/// Keeps a notify watcher on the directories the stores need, adding any that appear later
+/// (a directory that did not exist at start, a new symlink target).
+struct DirWatch {
+    watcher: Option<notify::RecommendedWatcher>,
+    watched: BTreeSet<PathBuf>,
+}
+
+impl DirWatch {
+    fn new(enabled: bool, events: mpsc::UnboundedSender<()>) -> Self {
+        let watcher = enabled.then(|| {
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                if res.is_ok() {
+                    let _ = events.send(());
+                }
+            })
+        });
+        let watcher = match watcher {
+            Some(Ok(w)) => Some(w),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cannot watch certificate files; relying on SIGHUP and the periodic check");
+                None
+            }
+            None => None,
+        };
+        Self {
+            watcher,
+            watched: BTreeSet::new(),
+        }
+    }
+
+    fn refresh(&mut self, wanted: BTreeSet<PathBuf>) {
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
+        for dir in wanted.difference(&self.watched.clone()) {
+            match watcher.watch(dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.watched.insert(dir.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory; relying on SIGHUP and the periodic check")
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let mut dirs = DirWatch::new(self.settings.watch, tx);
+        dirs.refresh(self.watch_dirs());
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP");
+                None
+            }
+        };
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.settings.interval,
+            self.settings.interval,
+        );
+        tracing::info!(
+            files = self.stores.iter().map(|s| s.paths().len()).sum::<usize>(),
+            watch = self.settings.watch,
+            interval = ?self.settings.interval,
+            "certificate reloader running"
+        );
+        // Anything replaced between start-up and the watch being set up is caught here.
+        let mut settling = self.reload_all();
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = events.recv() => {
+                    tokio::time::sleep(DEBOUNCE).await;
+                    while events.try_recv().is_ok() {}
+                }
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    tracing::info!("SIGHUP: reloading certificates");
+                }
+                _ = tick.tick() => {}
+                _ = tokio::time::sleep(SETTLE_POLL), if settling => {}
+            }
+            settling = self.reload_all();
+            dirs.refresh(self.watch_dirs());
+        }
+    }
+}
