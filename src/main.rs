@@ -149,6 +149,7 @@ fn prepare(path: &Path) -> anyhow::Result<(Config, HashMap<TlsFiles, Arc<CertSto
     }
     let provider = tls::provider();
     let mut stores = HashMap::new();
+    let mut problems = Vec::new();
     for l in &config.listeners {
         let Some(files) = &l.tls else {
             tracing::warn!(listener = %l.name, "listener has no [listeners.tls]: traffic is NOT encrypted");
@@ -157,17 +158,20 @@ fn prepare(path: &Path) -> anyhow::Result<(Config, HashMap<TlsFiles, Arc<CertSto
         if stores.contains_key(files) {
             continue;
         }
-        let store = CertStore::load_pair(
-            format!("listener {} certificate", l.name),
-            files,
-            provider.clone(),
-        )
-        .with_context(|| format!("listener {}", l.name))?;
-        if let Some(s) = store.summary() {
-            tracing::info!(listener = %l.name, cert = %files.cert.display(), subject = %s.subject,
-                sans = ?s.sans, serial = %s.serial, not_after = %s.not_after, "certificate loaded");
+        let label = format!("listener {} certificate", l.name);
+        match CertStore::load_pair(label, files, provider.clone()) {
+            Ok(store) => {
+                if let Some(s) = store.summary() {
+                    tracing::info!(listener = %l.name, cert = %files.cert.display(), subject = %s.subject,
+                        sans = ?s.sans, serial = %s.serial, not_after = %s.not_after, "certificate loaded");
+                }
+                stores.insert(files.clone(), Arc::new(store));
+            }
+            Err(e) => problems.push(format!("listener {}: {e}", l.name)),
         }
-        stores.insert(files.clone(), Arc::new(store));
+    }
+    if !problems.is_empty() {
+        anyhow::bail!(problems.join("\n"));
     }
     Ok((config, stores))
 }
@@ -192,6 +196,7 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }

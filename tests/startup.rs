@@ -136,6 +136,37 @@ fn check_reports_every_problem_at_once() {
     assert!(text.contains("upstreams.rest.address"), "{text}");
 }
 
+/// Bad certificates on several listeners are all reported, each naming its listener and file.
+#[test]
+fn every_bad_certificate_is_reported() {
+    let second = r#"
+[[listeners]]
+name = "grpc"
+listen = "127.0.0.1:8444"
+[listeners.tls]
+cert = "chain.pem"
+key = "missing-key.pem"
+[[listeners.routes]]
+upstream = "rest"
+"#;
+    let cfg = config(&GOOD_TLS.replace("chain.pem", "absent.pem"), "rest", "") + second;
+    let (code, text) = check(&cfg);
+    assert_ne!(code, 0);
+    assert!(
+        text.contains("listener https: cannot read absent.pem: No such file"),
+        "{text}"
+    );
+    assert!(
+        text.contains("listener grpc: cannot read missing-key.pem: No such file"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("(os error 2)").count(),
+        2,
+        "reason repeated:\n{text}"
+    );
+}
+
 /// A port already in use ends the process promptly with a non-zero exit and a line naming the
 /// listener and address, instead of a panic in a thread while the process lingers.
 #[test]

@@ -27,15 +27,14 @@ use http::HttpEdge;
 #[derive(Debug, thiserror::Error)]
 pub enum ListenerError {
     /// The address is taken or not ours to bind.
-    #[error("listener {listener}: cannot bind {addr}: {source}")]
+    #[error("listener {listener}: cannot bind {addr}: {error}")]
     Bind {
         /// Listener name.
         listener: String,
         /// Address from the config.
         addr: SocketAddr,
         /// What the OS said.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Pingora refused the TLS settings.
     #[error("listener {listener}: TLS setup failed: {reason}")]
@@ -51,10 +50,10 @@ pub enum ListenerError {
 /// listener's name before pingora starts (pingora would panic in a service thread instead).
 pub fn check_binds(config: &Config) -> Result<(), ListenerError> {
     for l in &config.listeners {
-        std::net::TcpListener::bind(l.listen).map_err(|source| ListenerError::Bind {
+        std::net::TcpListener::bind(l.listen).map_err(|error| ListenerError::Bind {
             listener: l.name.clone(),
             addr: l.listen,
-            source,
+            error,
         })?;
     }
     Ok(())

@@ -40,13 +40,12 @@ pub const DEFAULT_MAX_H2_STREAMS: usize = 100;
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     /// The file could not be read.
-    #[error("cannot read config file {}: {source}", path.display())]
+    #[error("cannot read config file {}: {error}", path.display())]
     Read {
         /// The config file.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid TOML or has the wrong shape.
     #[error("config file {}: {message}", path.display())]
@@ -87,10 +86,10 @@ impl std::error::Error for SettingsErrors {}
 /// Reads and checks the config file. Relative paths in it are taken relative to the current
 /// directory, as operators expect from `--config` on the command line.
 pub fn load(path: &Path) -> Result<Config, SettingsErrors> {
-    let text = std::fs::read_to_string(path).map_err(|source| {
+    let text = std::fs::read_to_string(path).map_err(|error| {
         SettingsErrors(vec![SettingsError::Read {
             path: path.to_owned(),
-            source,
+            error,
         }])
     })?;
     let file = parse(&text).map_err(|message| {

@@ -28,16 +28,23 @@ pub const KEY_FILE: &str = "server.key";
 pub enum DevCertError {
     /// rcgen refused the parameters.
     #[error("cannot generate development certificates: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(rcgen::Error),
     /// Writing a file failed.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {error}", path.display())]
     Write {
         /// The file.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
+}
+
+// By hand rather than `#[from]`, which would also make the rcgen error a `source` and have it
+// printed twice in the error chain.
+impl From<rcgen::Error> for DevCertError {
+    fn from(e: rcgen::Error) -> Self {
+        Self::Generate(e)
+    }
 }
 
 /// What `ensure` did.
@@ -64,9 +71,9 @@ pub fn ensure(dir: &Path) -> Result<Outcome, DevCertError> {
 /// Writes a fresh CA (`ca.crt`) and server certificate (`server.crt`, `server.key`) into `dir`,
 /// replacing what is there. The CA key is not kept: nothing else can be signed with it.
 pub fn generate(dir: &Path) -> Result<(), DevCertError> {
-    fs::create_dir_all(dir).map_err(|source| DevCertError::Write {
+    fs::create_dir_all(dir).map_err(|error| DevCertError::Write {
         path: dir.to_owned(),
-        source,
+        error,
     })?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.distinguished_name = name("smq-edge development CA");
@@ -96,9 +103,9 @@ fn name(common_name: &str) -> DistinguishedName {
 }
 
 fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DevCertError> {
-    let err = |source| DevCertError::Write {
+    let err = |error| DevCertError::Write {
         path: path.to_owned(),
-        source,
+        error,
     };
     let mut f = fs::OpenOptions::new()
         .write(true)

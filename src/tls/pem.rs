@@ -16,13 +16,12 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 #[derive(Debug, thiserror::Error)]
 pub enum PemError {
     /// The file could not be read (missing, permissions, a directory).
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file holds no `CERTIFICATE` block.
     #[error("{}: no PEM certificate found", path.display())]
@@ -114,9 +113,9 @@ pub fn parse_ca_bundle(pem: &[u8], path: &Path) -> Result<CaBundle, PemError> {
 
 /// Reads a file, naming it on failure.
 pub fn read(path: &Path) -> Result<Vec<u8>, PemError> {
-    std::fs::read(path).map_err(|source| PemError::Read {
+    std::fs::read(path).map_err(|error| PemError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
