@@ -108,4 +108,30 @@ pub struct Upstream {
     pub idle_timeout: Duration,
     /// Concurrent streams per h2c connection.
     pub max_h2_streams: usize,
+    /// TLS towards the upstream; `None` is plaintext.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// How the proxy checks an upstream's certificate (the libpq/SuperMQ mode names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Encrypt, accept any certificate.
+    Require,
+    /// Encrypt and verify the chain against the CA bundle, not the name.
+    VerifyCa,
+    /// Encrypt and verify the chain and that the certificate names `sni`.
+    VerifyFull,
+}
+
+/// TLS re-originated to an upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// Verification mode.
+    pub mode: TlsMode,
+    /// CA bundle to verify against; required by the verifying modes.
+    pub ca: Option<PathBuf>,
+    /// Server name sent as SNI and checked by `verify-full`; never empty.
+    pub sni: String,
+    /// Client certificate and key presented to the upstream (mutual TLS).
+    pub client: Option<TlsFiles>,
 }

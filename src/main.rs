@@ -2,10 +2,8 @@
 //! CLI → settings → `Config` → TLS stores → listeners (routes → upstream peers) → run until a
 //! signal, drain, exit.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -13,11 +11,11 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 
-use smq_edge::config::{Config, TlsFiles};
+use smq_edge::config::Config;
 use smq_edge::shutdown::{self, InFlight};
-use smq_edge::tls::reloader::{Reloadable, Reloader};
-use smq_edge::tls::store::CertStore;
-use smq_edge::tls::{self, dev_certs};
+use smq_edge::tls::dev_certs;
+use smq_edge::tls::material::Material;
+use smq_edge::tls::reloader::Reloader;
 use smq_edge::{listeners, settings};
 
 /// Exit code when the proxy cannot start: sysexits' EX_USAGE, as linkerd2-proxy uses for bad config.
@@ -82,9 +80,9 @@ fn main() -> ExitCode {
 
 /// `smq-edge check`: everything `run` does before binding.
 fn check(path: &Path) -> anyhow::Result<()> {
-    let (config, stores) = prepare(path)?;
+    let (config, material) = prepare(path)?;
     for l in &config.listeners {
-        let tls = match l.tls.as_ref().and_then(|f| stores.get(f)) {
+        let tls = match l.tls.as_ref().and_then(|f| material.listeners.get(f)) {
             Some(store) => store.summary().map_or_else(
                 || "tls".to_owned(),
                 |s| format!("tls {} (expires {})", s.subject, s.not_after),
@@ -104,18 +102,20 @@ fn check(path: &Path) -> anyhow::Result<()> {
 
 /// `smq-edge run`: prepare, bind, serve until SIGTERM/SIGINT, drain, exit.
 fn run(path: &Path) -> anyhow::Result<()> {
-    let (config, stores) = prepare(path)?;
+    let (config, material) = prepare(path)?;
     listeners::check_binds(&config)?;
 
     let mut server = Server::new_with_opt_and_conf(None, server_conf(&config));
     server.bootstrap();
     let in_flight = InFlight::default();
-    let services = listeners::services(&config, &stores, &server.configuration, &in_flight)?;
-    let reloadable: Vec<Arc<dyn Reloadable>> = stores
-        .values()
-        .map(|s| s.clone() as Arc<dyn Reloadable>)
-        .collect();
-    let reloader = Reloader::new(reloadable, config.reload);
+    let services = listeners::services(
+        &config,
+        &material.listeners,
+        &material.upstreams,
+        &server.configuration,
+        &in_flight,
+    )?;
+    let reloader = Reloader::new(material.reloadable, config.reload);
     server.add_service(background_service("tls reloader", reloader));
     for service in services {
         server.add_boxed_service(service);
@@ -139,41 +139,30 @@ fn run(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Settings → `Config` → certificate stores, with dev certificates created first when asked for.
-fn prepare(path: &Path) -> anyhow::Result<(Config, HashMap<TlsFiles, Arc<CertStore>>)> {
+/// Settings → `Config` → TLS stores, with dev certificates created first when asked for.
+fn prepare(path: &Path) -> anyhow::Result<(Config, Material)> {
     let config = settings::load(path)?;
     if let Some(dir) = &config.dev_certs_dir {
         if dev_certs::ensure(dir)? == dev_certs::Outcome::Generated {
             tracing::warn!(dir = %dir.display(), "generated DEVELOPMENT certificates; do not use them in production");
         }
     }
-    let provider = tls::provider();
-    let mut stores = HashMap::new();
-    let mut problems = Vec::new();
+    let material =
+        Material::load(&config).map_err(|problems| anyhow::anyhow!(problems.join("\n")))?;
     for l in &config.listeners {
-        let Some(files) = &l.tls else {
-            tracing::warn!(listener = %l.name, "listener has no [listeners.tls]: traffic is NOT encrypted");
-            continue;
-        };
-        if stores.contains_key(files) {
-            continue;
-        }
-        let label = format!("listener {} certificate", l.name);
-        match CertStore::load_pair(label, files, provider.clone()) {
-            Ok(store) => {
+        match l.tls.as_ref().and_then(|f| material.listeners.get(f)) {
+            Some(store) => {
                 if let Some(s) = store.summary() {
-                    tracing::info!(listener = %l.name, cert = %files.cert.display(), subject = %s.subject,
-                        sans = ?s.sans, serial = %s.serial, not_after = %s.not_after, "certificate loaded");
+                    tracing::info!(listener = %l.name, subject = %s.subject, sans = ?s.sans,
+                        serial = %s.serial, not_after = %s.not_after, "certificate loaded");
                 }
-                stores.insert(files.clone(), Arc::new(store));
             }
-            Err(e) => problems.push(format!("listener {}: {e}", l.name)),
+            None => {
+                tracing::warn!(listener = %l.name, "listener has no [listeners.tls]: traffic is NOT encrypted")
+            }
         }
     }
-    if !problems.is_empty() {
-        anyhow::bail!(problems.join("\n"));
-    }
-    Ok((config, stores))
+    Ok((config, material))
 }
 
 /// Pingora's process settings: our threads, and a grace period long enough for the drain, which

@@ -1,36 +1,111 @@
-//! Upstream → pingora peer: the connection settings for one request's upstream. Plaintext today;
-//! TLS re-origination with verification modes arrives with issue #4.
+//! Upstream → pingora peer: the connection settings for one request's upstream, plaintext or
+//! TLS re-originated with one of the verification modes. The TLS material (CA bundle, client
+//! certificate) is read from hot-reloaded stores when the peer is built, and its generation goes
+//! into the pool key so a connection made under old material is never reused after a swap.
 
+use std::sync::Arc;
+
+use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::{WrappedX509, parse_x509};
 
-use crate::config::{Upstream, UpstreamProtocol};
+use crate::config::{TlsMode, Upstream, UpstreamProtocol};
+use crate::tls::store::{CaStore, ClientStore};
 
-/// Builds the peer for one request. Cheap: no TLS material is built here.
-pub fn peer(up: &Upstream) -> HttpPeer {
-    let mut peer = HttpPeer::new(up.address, false, String::new());
-    let options = &mut peer.options;
-    options.connection_timeout = Some(up.connect_timeout);
-    options.read_timeout = up.read_timeout;
-    options.write_timeout = up.write_timeout;
-    options.idle_timeout = Some(up.idle_timeout);
-    if up.protocol == UpstreamProtocol::H2c {
-        // Prior-knowledge HTTP/2; without raising max_h2_streams (default 1) pingora would open
-        // a new connection for every concurrent gRPC call.
-        options.set_http_version(2, 2);
-        options.max_h2_streams = up.max_h2_streams;
-    } else {
-        options.set_http_version(1, 1);
+/// An upstream with the stores its TLS reads from.
+#[derive(Debug)]
+pub struct UpstreamRuntime {
+    /// Settings from the config.
+    pub config: Upstream,
+    /// CA bundle for the verifying modes.
+    pub ca: Option<Arc<CaStore>>,
+    /// Client certificate for mutual TLS.
+    pub client: Option<Arc<ClientStore>>,
+    /// Trust anchor handed to pingora in `require` mode when no CA is configured: pingora builds
+    /// its accept-anything verifier on top of a WebPKI verifier, which refuses an empty root
+    /// store. It is never used to trust anything.
+    placeholder_ca: Option<Arc<CaType>>,
+}
+
+impl UpstreamRuntime {
+    /// Pairs an upstream with its stores.
+    pub fn new(
+        config: Upstream,
+        ca: Option<Arc<CaStore>>,
+        client: Option<Arc<ClientStore>>,
+    ) -> Result<Self, rcgen::Error> {
+        let placeholder_ca = match &config.tls {
+            Some(tls) if tls.mode == TlsMode::Require && ca.is_none() => {
+                Some(placeholder_anchor()?)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            config,
+            ca,
+            client,
+            placeholder_ca,
+        })
     }
-    peer
+
+    /// Builds the peer for one request. Cheap: only `Arc` clones of prepared material.
+    pub fn peer(&self) -> HttpPeer {
+        let up = &self.config;
+        let sni = up.tls.as_ref().map(|t| t.sni.clone()).unwrap_or_default();
+        let mut peer = HttpPeer::new(up.address, up.tls.is_some(), sni);
+        let options = &mut peer.options;
+        options.connection_timeout = Some(up.connect_timeout);
+        options.read_timeout = up.read_timeout;
+        options.write_timeout = up.write_timeout;
+        options.idle_timeout = Some(up.idle_timeout);
+        if up.protocol == UpstreamProtocol::H2c {
+            // HTTP/2 (prior knowledge in plaintext, ALPN h2 over TLS). Without raising
+            // max_h2_streams (default 1) pingora would open a connection per concurrent call.
+            options.set_http_version(2, 2);
+            options.max_h2_streams = up.max_h2_streams;
+        } else {
+            options.set_http_version(1, 1);
+        }
+        if let Some(tls) = &up.tls {
+            options.verify_cert = tls.mode != TlsMode::Require;
+            options.verify_hostname = tls.mode == TlsMode::VerifyFull;
+            let mut generation = 0;
+            if let Some(ca) = &self.ca {
+                options.ca = Some(ca.current().pingora.clone());
+                generation = ca.generation();
+            } else {
+                options.ca = self.placeholder_ca.clone();
+            }
+            if let Some(client) = &self.client {
+                peer.client_cert_key = Some(client.current().pingora.clone());
+                generation = generation.wrapping_mul(1 << 32) ^ client.generation();
+            }
+            // The pool key: connections verified under older material are not reused.
+            peer.group_key = generation;
+        }
+        peer
+    }
+}
+
+fn placeholder_anchor() -> Result<Arc<CaType>, rcgen::Error> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key)?;
+    Ok(Arc::from(vec![WrappedX509::new(
+        cert.der().to_vec(),
+        parse_x509,
+    )]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::UpstreamTls;
     use std::time::Duration;
 
-    fn upstream(protocol: UpstreamProtocol) -> Upstream {
-        Upstream {
+    fn upstream(protocol: UpstreamProtocol, tls: Option<UpstreamTls>) -> UpstreamRuntime {
+        let config = Upstream {
             name: "u".into(),
             address: "127.0.0.1:9".parse().unwrap(),
             protocol,
@@ -39,21 +114,57 @@ mod tests {
             write_timeout: Some(Duration::from_secs(60)),
             idle_timeout: Duration::from_secs(60),
             max_h2_streams: 100,
-        }
+            tls,
+        };
+        UpstreamRuntime::new(config, None, None).unwrap()
+    }
+
+    fn tls(mode: TlsMode) -> Option<UpstreamTls> {
+        Some(UpstreamTls {
+            mode,
+            ca: None,
+            sni: "clients".into(),
+            client: None,
+        })
     }
 
     #[test]
     fn h2c_peers_multiplex_streams() {
-        let p = peer(&upstream(UpstreamProtocol::H2c));
+        let p = upstream(UpstreamProtocol::H2c, None).peer();
         assert_eq!(p.options.max_h2_streams, 100);
         assert_eq!(p.options.alpn, pingora::protocols::ALPN::H2);
         assert!(p.sni.is_empty());
+        assert!(!p.is_tls());
     }
 
     #[test]
     fn http1_peers_speak_http1_only() {
-        let p = peer(&upstream(UpstreamProtocol::Http1));
+        let p = upstream(UpstreamProtocol::Http1, None).peer();
         assert_eq!(p.options.alpn, pingora::protocols::ALPN::H1);
         assert_eq!(p.options.connection_timeout, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn modes_map_to_pingora_verification_flags_and_sni_is_always_set() {
+        for (mode, cert, host) in [
+            (TlsMode::Require, false, false),
+            (TlsMode::VerifyCa, true, false),
+            (TlsMode::VerifyFull, true, true),
+        ] {
+            let p = upstream(UpstreamProtocol::H2c, tls(mode)).peer();
+            assert!(p.is_tls());
+            assert_eq!(p.sni, "clients", "{mode:?}");
+            assert_eq!(
+                (p.options.verify_cert, p.options.verify_hostname),
+                (cert, host),
+                "{mode:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn require_without_a_ca_gets_a_placeholder_anchor() {
+        let p = upstream(UpstreamProtocol::Http1, tls(TlsMode::Require)).peer();
+        assert_eq!(p.options.ca.as_ref().map(|c| c.len()), Some(1));
     }
 }

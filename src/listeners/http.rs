@@ -10,11 +10,11 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
-use crate::config::{Route, Upstream};
+use crate::config::Route;
 use crate::respond;
 use crate::routes;
 use crate::shutdown::{InFlight, InFlightGuard};
-use crate::upstream;
+use crate::upstream::UpstreamRuntime;
 
 /// One HTTP listener's routing state, shared by all its connections.
 pub struct HttpEdge {
@@ -25,7 +25,7 @@ pub struct HttpEdge {
     /// Routes, first match wins.
     pub routes: Vec<Route>,
     /// All upstreams; routes hold indexes into this list.
-    pub upstreams: Arc<Vec<Upstream>>,
+    pub upstreams: Arc<Vec<UpstreamRuntime>>,
     /// Counts requests so shutdown can wait for them.
     pub in_flight: InFlight,
 }
@@ -65,7 +65,7 @@ impl ProxyHttp for HttpEdge {
                 tracing::debug!(
                     listener = %self.listener,
                     route = selected.index,
-                    upstream = %self.upstreams[selected.route.upstream].name,
+                    upstream = %self.upstreams[selected.route.upstream].config.name,
                     "route selected"
                 );
                 ctx.upstream = Some(selected.route.upstream);
@@ -87,7 +87,7 @@ impl ProxyHttp for HttpEdge {
         let index = ctx
             .upstream
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route was selected"))?;
-        Ok(Box::new(upstream::peer(&self.upstreams[index])))
+        Ok(Box::new(self.upstreams[index].peer()))
     }
 
     async fn upstream_request_filter(
@@ -142,7 +142,7 @@ impl ProxyHttp for HttpEdge {
         e: &Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
-        let upstream = ctx.upstream.map(|i| self.upstreams[i].name.as_str());
+        let upstream = ctx.upstream.map(|i| self.upstreams[i].config.name.as_str());
         respond::proxy_failure(session, e, &self.listener, upstream).await
     }
 }

@@ -17,10 +17,11 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{ListenFds, ShutdownWatch};
 use pingora::services::{Service, ServiceWithDependents};
 
-use crate::config::{Config, TlsFiles, Upstream};
+use crate::config::{Config, TlsFiles};
 use crate::shutdown::InFlight;
 use crate::tls::resolver::StoreResolver;
 use crate::tls::store::CertStore;
+use crate::upstream::UpstreamRuntime;
 use http::HttpEdge;
 
 /// Why a listener cannot start.
@@ -63,10 +64,10 @@ pub fn check_binds(config: &Config) -> Result<(), ListenerError> {
 pub fn services(
     config: &Config,
     stores: &HashMap<TlsFiles, Arc<CertStore>>,
+    upstreams: &Arc<Vec<UpstreamRuntime>>,
     server_conf: &Arc<ServerConf>,
     in_flight: &InFlight,
 ) -> Result<Vec<Box<dyn ServiceWithDependents>>, ListenerError> {
-    let upstreams: Arc<Vec<Upstream>> = Arc::new(config.upstreams.clone());
     let mut out: Vec<Box<dyn ServiceWithDependents>> = Vec::new();
     for l in &config.listeners {
         let edge = HttpEdge {

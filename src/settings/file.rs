@@ -115,4 +115,22 @@ pub struct UpstreamSection {
     pub idle_timeout: Option<String>,
     /// Concurrent streams per h2c connection before another is opened.
     pub max_h2_streams: Option<usize>,
+    /// TLS towards the upstream.
+    pub tls: Option<UpstreamTlsSection>,
+}
+
+/// `[upstreams.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSection {
+    /// `disable`, `require`, `verify-ca` or `verify-full` (also `disabled`, `required`).
+    pub mode: Option<String>,
+    /// CA bundle (PEM) to verify the upstream against.
+    pub ca: Option<String>,
+    /// Name to send as SNI and to verify; defaults to the host part of `address`.
+    pub sni: Option<String>,
+    /// Client certificate chain (PEM) for mutual TLS.
+    pub cert: Option<String>,
+    /// Client key (PEM) for mutual TLS.
+    pub key: Option<String>,
 }

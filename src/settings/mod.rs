@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{
-    Config, Listener, PathPrefix, ReloadSettings, Route, TlsFiles, Upstream, UpstreamProtocol,
+    Config, Listener, PathPrefix, ReloadSettings, Route, TlsFiles, TlsMode, Upstream,
+    UpstreamProtocol, UpstreamTls,
 };
-use file::{FileConfig, ListenerSection, RouteSection, UpstreamSection};
+use file::{FileConfig, ListenerSection, RouteSection, UpstreamSection, UpstreamTlsSection};
 
 /// Default worker threads per listener.
 pub const DEFAULT_THREADS: usize = 2;
@@ -384,10 +385,15 @@ fn build_upstream(
         Some(n) => n,
         None => DEFAULT_MAX_H2_STREAMS,
     };
+    let tls = u
+        .tls
+        .as_ref()
+        .and_then(|t| build_upstream_tls(errs, &format!("{key}.tls"), t, &u.address));
     if errs.len() > start {
         return None;
     }
     Some(Upstream {
+        tls,
         name: u.name.clone(),
         address: address?,
         protocol,
@@ -397,6 +403,80 @@ fn build_upstream(
         idle_timeout,
         max_h2_streams,
     })
+}
+
+/// Parses a TLS mode as SuperMQ (libpq) spells it. `None` means `disable`.
+pub fn parse_tls_mode(raw: &str) -> Result<Option<TlsMode>, String> {
+    match raw {
+        "disable" | "disabled" => Ok(None),
+        "require" | "required" => Ok(Some(TlsMode::Require)),
+        "verify-ca" => Ok(Some(TlsMode::VerifyCa)),
+        "verify-full" => Ok(Some(TlsMode::VerifyFull)),
+        other => Err(format!(
+            "unknown TLS mode {other:?}; expected \"disable\", \"require\", \"verify-ca\" or \"verify-full\""
+        )),
+    }
+}
+
+/// `[upstreams.tls]` → `UpstreamTls`; `None` when the mode is `disable`.
+fn build_upstream_tls(
+    errs: &mut Vec<SettingsError>,
+    key: &str,
+    t: &UpstreamTlsSection,
+    address: &str,
+) -> Option<UpstreamTls> {
+    let mode = match parse_tls_mode(t.mode.as_deref().unwrap_or("verify-full")) {
+        Ok(mode) => mode?,
+        Err(message) => {
+            errs.push(invalid(format!("{key}.mode"), message));
+            return None;
+        }
+    };
+    if mode != TlsMode::Require && t.ca.is_none() {
+        errs.push(invalid(
+            format!("{key}.ca"),
+            "verify-ca and verify-full need a CA bundle to verify against",
+        ));
+    }
+    let client = match (&t.cert, &t.key) {
+        (Some(cert), Some(k)) => Some(TlsFiles {
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(k),
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            errs.push(invalid(format!("{key}.key"), "a client cert needs its key"));
+            None
+        }
+        (None, Some(_)) => {
+            errs.push(invalid(
+                format!("{key}.cert"),
+                "a client key needs its cert",
+            ));
+            None
+        }
+    };
+    let sni = match &t.sni {
+        Some(s) if s.is_empty() => {
+            // An empty SNI makes pingora skip certificate verification entirely.
+            errs.push(invalid(format!("{key}.sni"), "must not be empty"));
+            return None;
+        }
+        Some(s) => s.clone(),
+        None => host_of(address).to_owned(),
+    };
+    Some(UpstreamTls {
+        mode,
+        ca: t.ca.as_ref().map(PathBuf::from),
+        sni,
+        client,
+    })
+}
+
+/// The host part of `host:port` (brackets of an IPv6 literal removed).
+fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 impl PathPrefix {

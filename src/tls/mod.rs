@@ -2,6 +2,7 @@
 //! resolver that serves them ([`resolver`]) and development certificates ([`dev_certs`]).
 
 pub mod dev_certs;
+pub mod material;
 pub mod pem;
 pub mod reloader;
 pub mod resolver;

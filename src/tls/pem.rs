@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use pingora::protocols::tls::CaType;
+use pingora::utils::tls::{CertKey, WrappedX509, parse_x509};
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
@@ -87,12 +89,34 @@ pub struct CertSummary {
 }
 
 /// Trusted CA certificates for verifying an upstream, checked to be usable trust anchors.
-#[derive(Debug, Clone)]
 pub struct CaBundle {
     /// The certificates, in file order.
     pub certs: Vec<CertificateDer<'static>>,
-    /// The same certificates as a rustls root store.
-    pub roots: Arc<rustls::RootCertStore>,
+    /// The same certificates in the form pingora's upstream connector takes.
+    pub pingora: Arc<CaType>,
+}
+
+impl std::fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaBundle")
+            .field("certs", &self.certs.len())
+            .finish()
+    }
+}
+
+/// A client certificate and key presented to an upstream (mutual TLS).
+pub struct ClientIdentity {
+    /// Checked chain and key.
+    pub certified: Arc<CertifiedKey>,
+    /// The same, in the form pingora's upstream connector takes.
+    pub pingora: Arc<CertKey>,
+}
+
+// Hand-written so that key material never reaches a log line.
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity").finish_non_exhaustive()
+    }
 }
 
 /// Parses a CA bundle: at least one certificate, each one usable as a trust anchor.
@@ -105,9 +129,34 @@ pub fn parse_ca_bundle(pem: &[u8], path: &Path) -> Result<CaBundle, PemError> {
             reason: format!("certificate #{} is not a usable trust anchor: {e}", i + 1),
         })?;
     }
+    // Safe to hand to pingora: every certificate parsed above with the same x509-parser version
+    // pingora uses, so its panicking parse cannot fail.
+    let pingora = certs
+        .iter()
+        .map(|c| WrappedX509::new(c.to_vec(), parse_x509))
+        .collect::<Vec<_>>();
     Ok(CaBundle {
         certs,
-        roots: Arc::new(roots),
+        pingora: pingora.into(),
+    })
+}
+
+/// Builds an upstream client identity from a checked chain and key (same checks as a server
+/// certificate: the key matches the leaf, the leaf is valid now).
+pub fn client_identity(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    cert_path: &Path,
+    key_path: &Path,
+    provider: &CryptoProvider,
+    now: SystemTime,
+) -> Result<ClientIdentity, PemError> {
+    let key_der = key.secret_der().to_vec();
+    let certified = certified_key(chain, key, cert_path, key_path, provider, now)?;
+    let certs = certified.cert.iter().map(|c| c.to_vec()).collect();
+    Ok(ClientIdentity {
+        pingora: Arc::new(CertKey::new(certs, key_der)),
+        certified,
     })
 }
 

@@ -14,7 +14,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::CertificateDer;
 use rustls::sign::CertifiedKey;
 
-use super::pem::{self, CaBundle, CertSummary, PemError};
+use super::pem::{self, CaBundle, CertSummary, ClientIdentity, PemError};
 use crate::config::TlsFiles;
 
 /// Builds a value from the contents of a store's files (in the order of [`Store::paths`]).
@@ -24,6 +24,8 @@ type Loader<T> = Box<dyn Fn(&[Vec<u8>], &[PathBuf]) -> Result<Arc<T>, PemError> 
 pub type CertStore = Store<CertifiedKey>;
 /// An upstream's trusted CA certificates.
 pub type CaStore = Store<CaBundle>;
+/// The client certificate presented to an upstream.
+pub type ClientStore = Store<ClientIdentity>;
 
 /// What one reload attempt did.
 #[derive(Debug)]
@@ -184,6 +186,12 @@ impl HasLeaf for CertifiedKey {
     }
 }
 
+impl HasLeaf for ClientIdentity {
+    fn leaf(&self) -> Option<&CertificateDer<'static>> {
+        self.certified.cert.first()
+    }
+}
+
 impl HasLeaf for CaBundle {
     fn leaf(&self) -> Option<&CertificateDer<'static>> {
         self.certs.first()
@@ -215,6 +223,30 @@ impl CertStore {
                 &provider,
                 SystemTime::now(),
             )
+        });
+        Self::load(label, vec![files.cert.clone(), files.key.clone()], loader)
+    }
+}
+
+impl ClientStore {
+    /// An upstream client identity from a certificate chain file and a key file.
+    pub fn load_client(
+        label: String,
+        files: &TlsFiles,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, PemError> {
+        let loader: Loader<ClientIdentity> = Box::new(move |contents, paths| {
+            let chain = pem::parse_chain(&contents[0], &paths[0])?;
+            let key = pem::parse_key(&contents[1], &paths[1])?;
+            pem::client_identity(
+                chain,
+                key,
+                &paths[0],
+                &paths[1],
+                &provider,
+                SystemTime::now(),
+            )
+            .map(Arc::new)
         });
         Self::load(label, vec![files.cert.clone(), files.key.clone()], loader)
     }

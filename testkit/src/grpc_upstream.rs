@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::{Stream, StreamExt};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::echo::echo_server::{Echo, EchoServer};
@@ -42,6 +43,20 @@ pub async fn start() -> GrpcUpstream {
 
 /// Starts the upstream on `addr`.
 pub async fn start_on(addr: SocketAddr) -> GrpcUpstream {
+    serve(addr, None).await
+}
+
+/// Starts a TLS upstream on `127.0.0.1:0` with the given certificate chain and key; with
+/// `client_ca`, it requires a client certificate issued by that CA.
+pub async fn start_tls(chain_pem: &str, key_pem: &str, client_ca: Option<&str>) -> GrpcUpstream {
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(chain_pem, key_pem));
+    if let Some(ca) = client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(ca));
+    }
+    serve("127.0.0.1:0".parse().expect("loopback"), Some(tls)).await
+}
+
+async fn serve(addr: SocketAddr, tls: Option<ServerTlsConfig>) -> GrpcUpstream {
     let listener = TcpListener::bind(addr).await.expect("bind grpc upstream");
     let addr = listener.local_addr().expect("grpc upstream addr");
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -54,8 +69,12 @@ pub async fn start_on(addr: SocketAddr) -> GrpcUpstream {
         }
         conn
     });
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).expect("server tls config");
+    }
     let task = tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
+        let _ = builder
             .add_service(health)
             .add_service(EchoServer::new(EchoService))
             .serve_with_incoming(incoming)
@@ -76,6 +95,15 @@ type ReplyStream = Pin<Box<dyn Stream<Item = Result<EchoReply, Status>> + Send>>
 #[tonic::async_trait]
 impl Echo for EchoService {
     async fn unary(&self, req: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+        if req.get_ref().message == "peer-cert" {
+            // Hex DER of the client certificate the caller presented, or "none".
+            let der = req.peer_certs().and_then(|c| c.first().map(|c| c.to_vec()));
+            let message = der.map_or_else(
+                || "none".to_owned(),
+                |d| d.iter().map(|b| format!("{b:02x}")).collect(),
+            );
+            return Ok(Response::new(EchoReply { message }));
+        }
         let message = req.into_inner().message;
         if message == "missing" {
             return Err(Status::not_found("no such thing: missing"));

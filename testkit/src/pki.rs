@@ -92,6 +92,23 @@ impl Pki {
         }
     }
 
+    /// Issues a client certificate (clientAuth) for mutual TLS.
+    pub fn client_leaf(&self, common_name: &str) -> Leaf {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params.distinguished_name = dn(common_name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().expect("client key");
+        let leaf = params
+            .signed_by(&key, &self.intermediate)
+            .expect("client cert");
+        Leaf {
+            chain_pem: format!("{}{}", leaf.pem(), self.intermediate.pem()),
+            key_pem: key.serialize_pem(),
+            der: leaf.der().to_vec(),
+        }
+    }
+
     /// Writes `ca.pem`, `chain.pem` and `key.pem` under `dir` with the given file name prefix.
     pub fn write(&self, dir: &Path, prefix: &str) -> PkiFiles {
         let files = PkiFiles {

@@ -21,12 +21,26 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_smq-edge")
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port for the proxy to listen on, free a moment ago on 127.0.0.1. It comes from below the
+/// kernel's ephemeral range (32768 and up), where the tests' own servers and clients get their
+/// ports, so no server started later in another test can take it before the proxy binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Test binaries run one after another; within one, the counter keeps ports distinct.
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 500) as u16 * 20,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32_768, "ran out of test ports");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Polls `cond` until it holds or [`DEADLINE`] passes.
