@@ -1,8 +1,10 @@
 //! The validated, typed configuration: what every later step (TLS stores, listeners, routes,
 //! upstream peers) reads. Built only by `settings::load`; nothing downstream parses strings again.
 
+use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything the proxy needs to run.
@@ -47,13 +49,85 @@ pub struct Listener {
     pub routes: Vec<Route>,
 }
 
-/// The PEM files of one server identity.
+/// The PEM sources of one identity (a listener's certificate, an upstream client certificate).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TlsFiles {
     /// Chain: leaf first.
-    pub cert: PathBuf,
+    pub cert: PemSource,
     /// Private key of the leaf.
-    pub key: PathBuf,
+    pub key: PemSource,
+}
+
+/// Where a PEM comes from: a file (re-read on reload) or inline text (fixed for the process).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum PemSource {
+    /// A file path.
+    File {
+        /// The path.
+        path: PathBuf,
+        /// The `SMQ_*` variable that named it, if any.
+        var: Option<String>,
+    },
+    /// PEM text given inline.
+    Inline {
+        /// The PEM text.
+        pem: Arc<str>,
+        /// The variable or config key that held it.
+        origin: String,
+    },
+}
+
+impl PemSource {
+    /// Reads a setting: a value that starts with `-----BEGIN` is inline PEM, anything else is a
+    /// path. `origin` names the variable or key, `var` is set when it came from the environment.
+    pub fn from_setting(value: &str, origin: &str, var: Option<&str>) -> Self {
+        if value.trim_start().starts_with("-----BEGIN") {
+            Self::Inline {
+                pem: value.into(),
+                origin: origin.to_owned(),
+            }
+        } else {
+            Self::File {
+                path: PathBuf::from(value),
+                var: var.map(str::to_owned),
+            }
+        }
+    }
+
+    /// A file path from the config file.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        Self::File {
+            path: path.into(),
+            var: None,
+        }
+    }
+
+    /// The file path, if this is a file.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::File { path, .. } => Some(path),
+            Self::Inline { .. } => None,
+        }
+    }
+}
+
+/// How the source is named in logs and errors: the path, the variable that named it, or where
+/// the inline PEM was; never the PEM itself.
+impl fmt::Display for PemSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File { path, var: None } => write!(f, "{}", path.display()),
+            Self::File { path, var: Some(v) } => write!(f, "{} (from {v})", path.display()),
+            Self::Inline { origin, .. } => write!(f, "{origin} (inline PEM)"),
+        }
+    }
+}
+
+// By hand: inline PEM may be a private key.
+impl fmt::Debug for PemSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PemSource({self})")
+    }
 }
 
 /// One routing rule.
@@ -129,7 +203,7 @@ pub struct UpstreamTls {
     /// Verification mode.
     pub mode: TlsMode,
     /// CA bundle to verify against; required by the verifying modes.
-    pub ca: Option<PathBuf>,
+    pub ca: Option<PemSource>,
     /// Server name sent as SNI and checked by `verify-full`; never empty.
     pub sni: String,
     /// Client certificate and key presented to the upstream (mutual TLS).

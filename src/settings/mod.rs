@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{
-    Config, Listener, PathPrefix, ReloadSettings, Route, TlsFiles, TlsMode, Upstream,
+    Config, Listener, PathPrefix, PemSource, ReloadSettings, Route, TlsFiles, TlsMode, Upstream,
     UpstreamProtocol, UpstreamTls,
 };
 use file::{FileConfig, ListenerSection, RouteSection, UpstreamSection, UpstreamTlsSection};
@@ -250,8 +250,8 @@ fn build_listener(
         )),
     }
     let tls = l.tls.as_ref().map(|t| TlsFiles {
-        cert: PathBuf::from(&t.cert),
-        key: PathBuf::from(&t.key),
+        cert: PemSource::from_setting(&t.cert, &format!("{key}.tls.cert"), None),
+        key: PemSource::from_setting(&t.key, &format!("{key}.tls.key"), None),
     });
     if l.routes.is_empty() {
         errs.push(invalid(
@@ -440,8 +440,8 @@ fn build_upstream_tls(
     }
     let client = match (&t.cert, &t.key) {
         (Some(cert), Some(k)) => Some(TlsFiles {
-            cert: PathBuf::from(cert),
-            key: PathBuf::from(k),
+            cert: PemSource::from_setting(cert, &format!("{key}.cert"), None),
+            key: PemSource::from_setting(k, &format!("{key}.key"), None),
         }),
         (None, None) => None,
         (Some(_), None) => {
@@ -467,7 +467,10 @@ fn build_upstream_tls(
     };
     Some(UpstreamTls {
         mode,
-        ca: t.ca.as_ref().map(PathBuf::from),
+        ca: t
+            .ca
+            .as_ref()
+            .map(|ca| PemSource::from_setting(ca, &format!("{key}.ca"), None)),
         sni,
         client,
     })

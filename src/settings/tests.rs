@@ -34,7 +34,7 @@ fn minimal_config_gets_defaults() {
     assert_eq!(u.max_h2_streams, DEFAULT_MAX_H2_STREAMS);
     let l = &c.listeners[0];
     assert_eq!(l.listen, "127.0.0.1:8443".parse().unwrap());
-    assert_eq!(l.tls.as_ref().unwrap().cert, PathBuf::from("c.pem"));
+    assert_eq!(l.tls.as_ref().unwrap().cert, PemSource::file("c.pem"));
     assert!(l.routes[0].strip_prefix);
     assert_eq!(l.routes[0].upstream, 0);
 }

@@ -120,21 +120,19 @@ fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DevCertError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::pem;
+    use crate::tls::store::CertStore;
 
     #[test]
     fn generated_pair_passes_the_proxy_checks_and_names_every_dev_host() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(ensure(dir.path()).unwrap(), Outcome::Generated);
         assert_eq!(ensure(dir.path()).unwrap(), Outcome::Present);
-        let key = pem::load_pair(
-            &dir.path().join(CERT_FILE),
-            &dir.path().join(KEY_FILE),
-            &crate::tls::provider(),
-            std::time::SystemTime::now(),
-        )
-        .unwrap();
-        let summary = pem::summarize(&key.cert[0]).unwrap();
+        let files = crate::config::TlsFiles {
+            cert: crate::config::PemSource::file(dir.path().join(CERT_FILE)),
+            key: crate::config::PemSource::file(dir.path().join(KEY_FILE)),
+        };
+        let store = CertStore::load_pair("dev".into(), &files, crate::tls::provider()).unwrap();
+        let summary = store.summary().unwrap();
         for san in DEV_SANS {
             assert!(
                 summary.sans.iter().any(|s| s == san),

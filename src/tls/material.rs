@@ -3,12 +3,11 @@
 //! one reload updates them all. Every unusable file is reported, not only the first.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::reloader::Reloadable;
 use super::store::{CaStore, CertStore, ClientStore};
-use crate::config::{Config, TlsFiles};
+use crate::config::{Config, PemSource, TlsFiles};
 use crate::upstream::UpstreamRuntime;
 
 /// All TLS material, loaded and checked.
@@ -46,7 +45,7 @@ impl Material {
             }
         }
 
-        let mut cas: HashMap<PathBuf, Arc<CaStore>> = HashMap::new();
+        let mut cas: HashMap<PemSource, Arc<CaStore>> = HashMap::new();
         let mut clients: HashMap<TlsFiles, Arc<ClientStore>> = HashMap::new();
         let mut upstreams = Vec::new();
         for u in &config.upstreams {

@@ -2,7 +2,6 @@
 //! matches the chain's leaf, and a summary of the leaf for logs. Everything pingora or rustls will
 //! later see is parsed here first, because pingora panics on bad DER.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -18,54 +17,54 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 #[derive(Debug, thiserror::Error)]
 pub enum PemError {
     /// The file could not be read (missing, permissions, a directory).
-    #[error("cannot read {}: {error}", path.display())]
+    #[error("cannot read {file}: {error}")]
     Read {
-        /// The file.
-        path: PathBuf,
+        /// The file (or inline PEM) it came from, as named to the operator.
+        file: String,
         /// Why.
         error: std::io::Error,
     },
     /// The file holds no `CERTIFICATE` block.
-    #[error("{}: no PEM certificate found", path.display())]
+    #[error("{file}: no PEM certificate found")]
     NoCertificate {
-        /// The file.
-        path: PathBuf,
+        /// The file (or inline PEM) it came from, as named to the operator.
+        file: String,
     },
     /// The file holds no private key block.
-    #[error("{}: no PEM private key found (expected PKCS#8, PKCS#1 or SEC1)", path.display())]
+    #[error("{file}: no PEM private key found (expected PKCS#8, PKCS#1 or SEC1)")]
     NoKey {
-        /// The file.
-        path: PathBuf,
+        /// The file (or inline PEM) it came from, as named to the operator.
+        file: String,
     },
     /// A block is malformed: bad base64, missing END line, or DER that is not a certificate.
-    #[error("{}: malformed PEM: {reason}", path.display())]
+    #[error("{file}: malformed PEM: {reason}")]
     Malformed {
-        /// The file.
-        path: PathBuf,
+        /// The file (or inline PEM) it came from, as named to the operator.
+        file: String,
         /// What the parser said.
         reason: String,
     },
     /// The key cannot be used for TLS (unsupported algorithm or corrupt).
-    #[error("{}: unusable private key: {reason}", path.display())]
+    #[error("{file}: unusable private key: {reason}")]
     BadKey {
-        /// The key file.
-        path: PathBuf,
+        /// The key file (or inline PEM).
+        file: String,
         /// What rustls said.
         reason: String,
     },
     /// The key does not belong to the chain's first certificate.
-    #[error("{} does not match the leaf certificate in {}", key.display(), cert.display())]
+    #[error("{key} does not match the leaf certificate in {cert}")]
     KeyMismatch {
-        /// The certificate file.
-        cert: PathBuf,
-        /// The key file.
-        key: PathBuf,
+        /// The certificate file (or inline PEM).
+        cert: String,
+        /// The key file (or inline PEM).
+        key: String,
     },
     /// The leaf is not valid now.
-    #[error("{}: leaf certificate {what} ({when})", path.display())]
+    #[error("{file}: leaf certificate {what} ({when})")]
     OutsideValidity {
-        /// The certificate file.
-        path: PathBuf,
+        /// The certificate file (or inline PEM).
+        file: String,
         /// `is not yet valid` or `has expired`.
         what: &'static str,
         /// The boundary that was crossed, RFC 3339.
@@ -120,12 +119,12 @@ impl std::fmt::Debug for ClientIdentity {
 }
 
 /// Parses a CA bundle: at least one certificate, each one usable as a trust anchor.
-pub fn parse_ca_bundle(pem: &[u8], path: &Path) -> Result<CaBundle, PemError> {
-    let certs = parse_chain(pem, path)?;
+pub fn parse_ca_bundle(pem: &[u8], file: &str) -> Result<CaBundle, PemError> {
+    let certs = parse_chain(pem, file)?;
     let mut roots = rustls::RootCertStore::empty();
     for (i, cert) in certs.iter().enumerate() {
         roots.add(cert.clone()).map_err(|e| PemError::Malformed {
-            path: path.to_owned(),
+            file: file.to_owned(),
             reason: format!("certificate #{} is not a usable trust anchor: {e}", i + 1),
         })?;
     }
@@ -146,13 +145,13 @@ pub fn parse_ca_bundle(pem: &[u8], path: &Path) -> Result<CaBundle, PemError> {
 pub fn client_identity(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
-    cert_path: &Path,
-    key_path: &Path,
+    cert_file: &str,
+    key_file: &str,
     provider: &CryptoProvider,
     now: SystemTime,
 ) -> Result<ClientIdentity, PemError> {
     let key_der = key.secret_der().to_vec();
-    let certified = certified_key(chain, key, cert_path, key_path, provider, now)?;
+    let certified = certified_key(chain, key, cert_file, key_file, provider, now)?;
     let certs = certified.cert.iter().map(|c| c.to_vec()).collect();
     Ok(ClientIdentity {
         pingora: Arc::new(CertKey::new(certs, key_der)),
@@ -160,18 +159,10 @@ pub fn client_identity(
     })
 }
 
-/// Reads a file, naming it on failure.
-pub fn read(path: &Path) -> Result<Vec<u8>, PemError> {
-    std::fs::read(path).map_err(|error| PemError::Read {
-        path: path.to_owned(),
-        error,
-    })
-}
-
 /// Parses every `CERTIFICATE` block, in order, and checks that each is X.509 DER.
-pub fn parse_chain(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError> {
+pub fn parse_chain(pem: &[u8], file: &str) -> Result<Vec<CertificateDer<'static>>, PemError> {
     let malformed = |reason: String| PemError::Malformed {
-        path: path.to_owned(),
+        file: file.to_owned(),
         reason,
     };
     let chain = CertificateDer::pem_slice_iter(pem)
@@ -179,7 +170,7 @@ pub fn parse_chain(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static
         .map_err(|e| malformed(e.to_string()))?;
     if chain.is_empty() {
         return Err(PemError::NoCertificate {
-            path: path.to_owned(),
+            file: file.to_owned(),
         });
     }
     for (i, der) in chain.iter().enumerate() {
@@ -190,13 +181,13 @@ pub fn parse_chain(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static
 }
 
 /// Parses the first private key block (PKCS#8, PKCS#1 or SEC1).
-pub fn parse_key(pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, PemError> {
+pub fn parse_key(pem: &[u8], file: &str) -> Result<PrivateKeyDer<'static>, PemError> {
     PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
         rustls_pki_types::pem::Error::NoItemsFound => PemError::NoKey {
-            path: path.to_owned(),
+            file: file.to_owned(),
         },
         other => PemError::Malformed {
-            path: path.to_owned(),
+            file: file.to_owned(),
             reason: other.to_string(),
         },
     })
@@ -207,8 +198,8 @@ pub fn parse_key(pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, PemE
 pub fn certified_key(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
-    cert_path: &Path,
-    key_path: &Path,
+    cert_file: &str,
+    key_file: &str,
     provider: &CryptoProvider,
     now: SystemTime,
 ) -> Result<Arc<CertifiedKey>, PemError> {
@@ -217,35 +208,23 @@ pub fn certified_key(
             .key_provider
             .load_private_key(key)
             .map_err(|e| PemError::BadKey {
-                path: key_path.to_owned(),
+                file: key_file.to_owned(),
                 reason: e.to_string(),
             })?;
     let certified = CertifiedKey::new(chain, signing_key);
     if certified.keys_match().is_err() {
         return Err(PemError::KeyMismatch {
-            cert: cert_path.to_owned(),
-            key: key_path.to_owned(),
+            cert: cert_file.to_owned(),
+            key: key_file.to_owned(),
         });
     }
-    check_validity(&certified.cert[0], cert_path, now)?;
+    check_validity(&certified.cert[0], cert_file, now)?;
     Ok(Arc::new(certified))
 }
 
-/// Reads and checks a certificate/key pair from files.
-pub fn load_pair(
-    cert_path: &Path,
-    key_path: &Path,
-    provider: &CryptoProvider,
-    now: SystemTime,
-) -> Result<Arc<CertifiedKey>, PemError> {
-    let chain = parse_chain(&read(cert_path)?, cert_path)?;
-    let key = parse_key(&read(key_path)?, key_path)?;
-    certified_key(chain, key, cert_path, key_path, provider, now)
-}
-
-fn check_validity(leaf: &CertificateDer<'_>, path: &Path, now: SystemTime) -> Result<(), PemError> {
+fn check_validity(leaf: &CertificateDer<'_>, file: &str, now: SystemTime) -> Result<(), PemError> {
     let (_, cert) = X509Certificate::from_der(leaf).map_err(|e| PemError::Malformed {
-        path: path.to_owned(),
+        file: file.to_owned(),
         reason: e.to_string(),
     })?;
     let now = now
@@ -254,14 +233,14 @@ fn check_validity(leaf: &CertificateDer<'_>, path: &Path, now: SystemTime) -> Re
     let validity = cert.validity();
     if now < validity.not_before.timestamp() {
         return Err(PemError::OutsideValidity {
-            path: path.to_owned(),
+            file: file.to_owned(),
             what: "is not yet valid",
             when: rfc3339(&validity.not_before),
         });
     }
     if now > validity.not_after.timestamp() {
         return Err(PemError::OutsideValidity {
-            path: path.to_owned(),
+            file: file.to_owned(),
             what: "has expired",
             when: rfc3339(&validity.not_after),
         });

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::pem::CertSummary;
 use super::store::{HasLeaf, Reload, Store};
-use crate::config::ReloadSettings;
+use crate::config::{PemSource, ReloadSettings};
 
 /// Quiet time after a filesystem event before reloading, so that a burst of writes (a file
 /// written in pieces, a Kubernetes secret update) is read once, whole.
@@ -29,8 +29,8 @@ const SETTLE_POLL: Duration = Duration::from_millis(200);
 pub trait Reloadable: Send + Sync {
     /// What it is, for logs.
     fn label(&self) -> &str;
-    /// The files it reads.
-    fn paths(&self) -> &[PathBuf];
+    /// Where it reads from.
+    fn sources(&self) -> &[PemSource];
     /// Re-reads the files; see [`Store::reload`].
     fn reload(&self, now: Instant, settle: Duration) -> Reload;
     /// The current certificate (leaf, or first CA), for logs.
@@ -42,8 +42,8 @@ impl<T: HasLeaf + Send + Sync> Reloadable for Store<T> {
         Store::label(self)
     }
 
-    fn paths(&self) -> &[PathBuf] {
-        Store::paths(self)
+    fn sources(&self) -> &[PemSource] {
+        Store::sources(self)
     }
 
     fn reload(&self, now: Instant, settle: Duration) -> Reload {
@@ -97,7 +97,12 @@ impl Reloader {
     /// points to, so replacing either the link or its target is seen.
     fn watch_dirs(&self) -> BTreeSet<PathBuf> {
         let mut dirs = BTreeSet::new();
-        for path in self.stores.iter().flat_map(|s| s.paths()) {
+        let files = self
+            .stores
+            .iter()
+            .flat_map(|s| s.sources())
+            .filter_map(PemSource::path);
+        for path in files {
             dirs.insert(parent(path));
             if let Ok(real) = std::fs::canonicalize(path) {
                 dirs.insert(parent(&real));
@@ -114,11 +119,19 @@ fn parent(path: &Path) -> PathBuf {
     }
 }
 
+fn list(sources: &[PemSource]) -> String {
+    sources
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn log_applied(store: &dyn Reloadable) {
     match store.summary() {
         Some(s) => tracing::info!(
             store = store.label(),
-            files = ?store.paths(),
+            files = %list(store.sources()),
             subject = %s.subject,
             sans = ?s.sans,
             serial = %s.serial,
@@ -126,7 +139,7 @@ fn log_applied(store: &dyn Reloadable) {
             sha256 = %s.sha256,
             "reloaded"
         ),
-        None => tracing::info!(store = store.label(), files = ?store.paths(), "reloaded"),
+        None => tracing::info!(store = store.label(), files = %list(store.sources()), "reloaded"),
     }
 }
 
@@ -195,7 +208,7 @@ impl BackgroundService for Reloader {
             self.settings.interval,
         );
         tracing::info!(
-            files = self.stores.iter().map(|s| s.paths().len()).sum::<usize>(),
+            sources = self.stores.iter().map(|s| s.sources().len()).sum::<usize>(),
             watch = self.settings.watch,
             interval = ?self.settings.interval,
             "certificate reloader running"

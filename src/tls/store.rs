@@ -4,7 +4,6 @@
 //! side and publishes it only when it passed every check. On failure the last good value stays.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,10 +14,11 @@ use rustls::pki_types::CertificateDer;
 use rustls::sign::CertifiedKey;
 
 use super::pem::{self, CaBundle, CertSummary, ClientIdentity, PemError};
-use crate::config::TlsFiles;
+use crate::config::{PemSource, TlsFiles};
 
-/// Builds a value from the contents of a store's files (in the order of [`Store::paths`]).
-type Loader<T> = Box<dyn Fn(&[Vec<u8>], &[PathBuf]) -> Result<Arc<T>, PemError> + Send + Sync>;
+/// Builds a value from the contents of a store's sources (in the order of [`Store::sources`]),
+/// given their names for error messages.
+type Loader<T> = Box<dyn Fn(&[Vec<u8>], &[String]) -> Result<Arc<T>, PemError> + Send + Sync>;
 
 /// A listener's certificate chain and key.
 pub type CertStore = Store<CertifiedKey>;
@@ -57,8 +57,10 @@ pub struct ReloadStats {
 pub struct Store<T> {
     /// What the material is, for logs: `listener https certificate`.
     label: String,
-    /// The files it is built from.
-    paths: Vec<PathBuf>,
+    /// Where it is built from.
+    sources: Vec<PemSource>,
+    /// The sources as named in errors.
+    names: Vec<String>,
     /// Written by `reload`, read by every handshake or upstream connection.
     current: ArcSwap<T>,
     /// Bumped on every swap; upstream pools key on it so old connections are not reused.
@@ -83,16 +85,18 @@ struct ReloadState {
 impl<T> Store<T> {
     /// Reads the files and builds the first value; fails when they are unusable, so the proxy
     /// never starts without material.
-    fn load(label: String, paths: Vec<PathBuf>, loader: Loader<T>) -> Result<Self, PemError> {
-        let contents = read_all(&paths)?;
-        let value = loader(&contents, &paths)?;
+    fn load(label: String, sources: Vec<PemSource>, loader: Loader<T>) -> Result<Self, PemError> {
+        let names: Vec<String> = sources.iter().map(ToString::to_string).collect();
+        let contents = read_all(&sources)?;
+        let value = loader(&contents, &names)?;
         Ok(Self {
             label,
+            names,
             state: Mutex::new(ReloadState {
                 served: digest(&contents),
                 ..ReloadState::default()
             }),
-            paths,
+            sources,
             current: ArcSwap::new(value),
             generation: AtomicU64::new(0),
             stats: ReloadStats::default(),
@@ -110,9 +114,9 @@ impl<T> Store<T> {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// The files this store is built from.
-    pub fn paths(&self) -> &[PathBuf] {
-        &self.paths
+    /// Where this store's material comes from.
+    pub fn sources(&self) -> &[PemSource] {
+        &self.sources
     }
 
     /// What the material is, for logs.
@@ -134,7 +138,7 @@ impl<T> Store<T> {
             // whole), so the store keeps serving; the reload is refused.
             return Reload::StillFailing;
         };
-        let read = read_all(&self.paths);
+        let read = read_all(&self.sources);
         let hash = match &read {
             Ok(contents) => digest(contents),
             // A missing or unreadable file is reported once per distinct reason.
@@ -145,7 +149,7 @@ impl<T> Store<T> {
             state.mismatch_since = None;
             return Reload::Unchanged;
         }
-        let built = read.and_then(|contents| (self.loader)(&contents, &self.paths));
+        let built = read.and_then(|contents| (self.loader)(&contents, &self.names));
         if let Err(PemError::KeyMismatch { .. }) = &built {
             let since = *state.mismatch_since.get_or_insert(now);
             if now.duration_since(since) < settle {
@@ -253,16 +257,25 @@ impl ClientStore {
 }
 
 impl CaStore {
-    /// A CA bundle from one PEM file.
-    pub fn load_bundle(label: String, path: &Path) -> Result<Self, PemError> {
+    /// A CA bundle from one PEM source.
+    pub fn load_bundle(label: String, source: &PemSource) -> Result<Self, PemError> {
         let loader: Loader<CaBundle> =
-            Box::new(|contents, paths| pem::parse_ca_bundle(&contents[0], &paths[0]).map(Arc::new));
-        Self::load(label, vec![path.to_owned()], loader)
+            Box::new(|contents, names| pem::parse_ca_bundle(&contents[0], &names[0]).map(Arc::new));
+        Self::load(label, vec![source.clone()], loader)
     }
 }
 
-fn read_all(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>, PemError> {
-    paths.iter().map(|p| pem::read(p)).collect()
+fn read_all(sources: &[PemSource]) -> Result<Vec<Vec<u8>>, PemError> {
+    sources
+        .iter()
+        .map(|source| match source {
+            PemSource::File { path, .. } => std::fs::read(path).map_err(|error| PemError::Read {
+                file: source.to_string(),
+                error,
+            }),
+            PemSource::Inline { pem, .. } => Ok(pem.as_bytes().to_vec()),
+        })
+        .collect()
 }
 
 fn digest(contents: &[Vec<u8>]) -> [u8; 32] {
@@ -281,7 +294,7 @@ impl<T> fmt::Debug for Store<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
             .field("label", &self.label)
-            .field("paths", &self.paths)
+            .field("sources", &self.names)
             .field("generation", &self.generation())
             .finish_non_exhaustive()
     }

@@ -1,5 +1,7 @@
 use super::*;
 
+use std::path::{Path, PathBuf};
+
 use rcgen::{CertificateParams, KeyPair};
 
 fn write_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf, String) {
@@ -20,7 +22,10 @@ fn served(store: &CertStore) -> String {
 
 fn store(dir: &Path) -> (CertStore, String) {
     let (cert, key, fp) = write_pair(dir, "one");
-    let files = TlsFiles { cert, key };
+    let files = TlsFiles {
+        cert: PemSource::file(cert),
+        key: PemSource::file(key),
+    };
     let store = CertStore::load_pair("test".into(), &files, crate::tls::provider()).unwrap();
     (store, fp)
 }
@@ -119,7 +124,7 @@ fn a_ca_bundle_without_certificates_is_refused() {
     let path = dir.path().join("ca.pem");
     std::fs::write(&path, "").unwrap();
     assert!(matches!(
-        CaStore::load_bundle("ca".into(), &path),
+        CaStore::load_bundle("ca".into(), &PemSource::file(path)),
         Err(PemError::NoCertificate { .. })
     ));
 }
