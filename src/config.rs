@@ -22,6 +22,96 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     /// Upstreams, in file order; routes refer to them by index.
     pub upstreams: Vec<Upstream>,
+    /// Standalone mode (`SMQ_CLIENTS_STANDALONE_*`): only Clients routes, behind a bearer token.
+    pub standalone: Option<Standalone>,
+    /// What building the settings found worth telling the operator (insecure listeners,
+    /// ignored variables), logged at start.
+    pub notices: Vec<Notice>,
+    /// Every effective setting with where it came from, for `check --print`.
+    pub effective: Vec<Effective>,
+}
+
+/// A message from the settings build.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    /// Warn (degraded or insecure) rather than inform.
+    pub warn: bool,
+    /// The message, naming the listener, upstream or variable.
+    pub message: String,
+}
+
+/// One effective setting, for `check --print`. Secrets and inline PEM are never stored here.
+#[derive(Debug, Clone)]
+pub struct Effective {
+    /// Dotted key, e.g. `listeners.users.tls.cert`.
+    pub key: String,
+    /// The value as printed.
+    pub value: String,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+/// Where an effective setting came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `config.toml`.
+    File,
+    /// An `SMQ_*` variable.
+    Env(String),
+    /// Nobody set it.
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File => f.write_str("file"),
+            Self::Env(var) => write!(f, "env {var}"),
+            Self::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// Standalone mode: Clients runs with one user and no Users/Auth services.
+#[derive(Debug, Clone)]
+pub struct Standalone {
+    /// The single user's e-mail.
+    pub email: String,
+    /// The token HTTP requests must carry.
+    pub token: BearerToken,
+}
+
+/// A bearer token, kept only as its SHA-256 so it cannot reach a log line or a debug print.
+#[derive(Clone)]
+pub struct BearerToken {
+    digest: [u8; 32],
+}
+
+impl BearerToken {
+    /// Keeps the digest of `token`.
+    pub fn new(token: &str) -> Self {
+        Self {
+            digest: sha256(token.as_bytes()),
+        }
+    }
+
+    /// Whether `presented` is the token. Comparing digests leaks nothing about the token through
+    /// timing.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        sha256(presented) == self.digest
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken(<redacted>)")
+    }
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut out = [0; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+    out
 }
 
 /// Hot-reload settings (`[reload]`).
@@ -208,4 +298,34 @@ pub struct UpstreamTls {
     pub sni: String,
     /// Client certificate and key presented to the upstream (mutual TLS).
     pub client: Option<TlsFiles>,
+}
+
+impl PathPrefix {
+    /// Parses a prefix such as `/users` or `/*/clients/`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let Some(rest) = raw.strip_prefix('/') else {
+            return Err(format!("{raw:?} must start with '/'"));
+        };
+        let trailing_slash = rest.ends_with('/');
+        let body = rest.strip_suffix('/').unwrap_or(rest);
+        let segments = if body.is_empty() {
+            Vec::new()
+        } else {
+            body.split('/')
+                .map(|s| match s {
+                    "" => Err(format!("{raw:?} has an empty segment ('//')")),
+                    "*" => Ok(None),
+                    s if s.contains('*') => {
+                        Err(format!("{raw:?}: '*' must stand alone as a whole segment"))
+                    }
+                    s => Ok(Some(s.to_owned())),
+                })
+                .collect::<Result<_, _>>()?
+        };
+        Ok(Self {
+            raw: raw.to_owned(),
+            segments,
+            trailing_slash,
+        })
+    }
 }

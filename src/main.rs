@@ -12,6 +12,7 @@ use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 
 use smq_edge::config::Config;
+use smq_edge::settings::env::ProcessEnv;
 use smq_edge::shutdown::{self, InFlight};
 use smq_edge::tls::dev_certs;
 use smq_edge::tls::material::Material;
@@ -36,7 +37,11 @@ enum Command {
     /// Run the proxy (the default).
     Run,
     /// Load and check the configuration and every certificate and key it names, then exit.
-    Check,
+    Check {
+        /// Print every effective setting and where it came from (file, env variable, default).
+        #[arg(long)]
+        print: bool,
+    },
     /// Development certificates.
     Certs {
         #[command(subcommand)]
@@ -59,7 +64,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.config),
-        Command::Check => check(&cli.config),
+        Command::Check { print } => check(&cli.config, print),
         Command::Certs {
             command: CertsCommand::Dev { dir },
         } => dev_certs::generate(&dir)
@@ -79,8 +84,13 @@ fn main() -> ExitCode {
 }
 
 /// `smq-edge check`: everything `run` does before binding.
-fn check(path: &Path) -> anyhow::Result<()> {
+fn check(path: &Path, print: bool) -> anyhow::Result<()> {
     let (config, material) = prepare(path)?;
+    if print {
+        for e in &config.effective {
+            println!("{} = {:?}  # {}", e.key, e.value, e.origin);
+        }
+    }
     for l in &config.listeners {
         let tls = match l.tls.as_ref().and_then(|f| material.listeners.get(f)) {
             Some(store) => store.summary().map_or_else(
@@ -141,7 +151,14 @@ fn run(path: &Path) -> anyhow::Result<()> {
 
 /// Settings → `Config` → TLS stores, with dev certificates created first when asked for.
 fn prepare(path: &Path) -> anyhow::Result<(Config, Material)> {
-    let config = settings::load(path)?;
+    let config = settings::load(path, &ProcessEnv)?;
+    for n in &config.notices {
+        if n.warn {
+            tracing::warn!("{}", n.message);
+        } else {
+            tracing::info!("{}", n.message);
+        }
+    }
     if let Some(dir) = &config.dev_certs_dir {
         if dev_certs::ensure(dir)? == dev_certs::Outcome::Generated {
             tracing::warn!(dir = %dir.display(), "generated DEVELOPMENT certificates; do not use them in production");

@@ -86,7 +86,20 @@ pub fn http_status(e: &Error) -> u16 {
     }
 }
 
-fn is_grpc(session: &Session) -> bool {
+/// Answers a request without the standalone-mode bearer token: 401, without touching the
+/// upstream.
+pub async fn unauthorized(session: &mut Session) -> Result<()> {
+    let mut resp = ResponseHeader::build(401, Some(3))?;
+    resp.insert_header(http::header::WWW_AUTHENTICATE, "Bearer")?;
+    resp.insert_header(http::header::CONTENT_TYPE, "text/plain")?;
+    let body = Bytes::from_static(b"missing or wrong bearer token\n");
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+/// Whether the request is gRPC (by its content type).
+pub fn is_grpc(session: &Session) -> bool {
     session
         .req_header()
         .headers

@@ -10,7 +10,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
-use crate::config::Route;
+use crate::config::{BearerToken, Route};
 use crate::respond;
 use crate::routes;
 use crate::shutdown::{InFlight, InFlightGuard};
@@ -28,6 +28,8 @@ pub struct HttpEdge {
     pub upstreams: Arc<Vec<UpstreamRuntime>>,
     /// Counts requests so shutdown can wait for them.
     pub in_flight: InFlight,
+    /// Standalone mode's token, required on every non-health HTTP request.
+    pub bearer: Option<BearerToken>,
 }
 
 /// Per-request state, decided once in `request_filter` and read by later phases.
@@ -60,6 +62,13 @@ impl ProxyHttp for HttpEdge {
             .uri
             .path_and_query()
             .map_or_else(|| req.uri.path(), |pq| pq.as_str());
+        let unauthorized = self.bearer.as_ref().is_some_and(|token| {
+            !respond::is_grpc(session) && !is_health(req.uri.path()) && !has_bearer(req, token)
+        });
+        if unauthorized {
+            respond::unauthorized(session).await?;
+            return Ok(true);
+        }
         match routes::select(&self.routes, host, target) {
             Some(selected) => {
                 tracing::debug!(
@@ -158,6 +167,19 @@ fn absolute_form_authority(req: &RequestHeader) -> Option<String> {
         .ok()?
         .authority()
         .map(|a| a.as_str().to_owned())
+}
+
+/// Health endpoints stay open in standalone mode, for load balancers and orchestrators.
+fn is_health(path: &str) -> bool {
+    path == "/health" || path.starts_with("/health/")
+}
+
+/// Whether the request carries `Authorization: Bearer <token>`.
+fn has_bearer(req: &RequestHeader, token: &BearerToken) -> bool {
+    req.headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .is_some_and(|presented| token.matches(presented))
 }
 
 /// The host the client asked for: `Host` for HTTP/1.1, `:authority` for HTTP/2.

@@ -76,6 +76,7 @@ pub fn services(
             routes: l.routes.clone(),
             upstreams: upstreams.clone(),
             in_flight: in_flight.clone(),
+            bearer: config.standalone.as_ref().map(|s| s.token.clone()),
         };
         let mut service = http_proxy_service_with_name(server_conf, edge, &l.name);
         let addr = l.listen.to_string();

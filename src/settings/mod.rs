@@ -4,19 +4,21 @@
 //! Pipeline: `config.toml` → [`file::FileConfig`] (serde mirror) → [`build`] → [`Config`].
 //! Precedence today is file > default; `SMQ_*` environment overrides arrive with issue #4.
 
+pub mod env;
 pub mod file;
+mod listener;
+mod standalone;
+mod tls;
+mod upstream;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{
-    Config, Listener, PathPrefix, PemSource, ReloadSettings, Route, TlsFiles, TlsMode, Upstream,
-    UpstreamProtocol, UpstreamTls,
-};
-use file::{FileConfig, ListenerSection, RouteSection, UpstreamSection, UpstreamTlsSection};
+use crate::config::{Config, Effective, Notice, Origin, ReloadSettings};
+use env::Vars;
+use file::FileConfig;
 
 /// Default worker threads per listener.
 pub const DEFAULT_THREADS: usize = 2;
@@ -84,9 +86,9 @@ impl fmt::Display for SettingsErrors {
 
 impl std::error::Error for SettingsErrors {}
 
-/// Reads and checks the config file. Relative paths in it are taken relative to the current
-/// directory, as operators expect from `--config` on the command line.
-pub fn load(path: &Path) -> Result<Config, SettingsErrors> {
+/// Reads and checks the config file, with `SMQ_*` overrides from `vars`. Relative paths are
+/// taken relative to the current directory, as operators expect from `--config`.
+pub fn load(path: &Path, vars: &dyn Vars) -> Result<Config, SettingsErrors> {
     let text = std::fs::read_to_string(path).map_err(|error| {
         SettingsErrors(vec![SettingsError::Read {
             path: path.to_owned(),
@@ -99,7 +101,7 @@ pub fn load(path: &Path) -> Result<Config, SettingsErrors> {
             message,
         }])
     })?;
-    build(file)
+    build(file, vars)
 }
 
 /// Parses TOML text into the file mirror. The error names the key (`server.threads`) and the
@@ -126,38 +128,97 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
     })
 }
 
-/// Turns the file's raw values into a checked [`Config`], collecting every error.
-pub fn build(file: FileConfig) -> Result<Config, SettingsErrors> {
-    let mut errs = Vec::new();
+/// The state of one settings build: the variables read, and what it found and decided.
+pub struct Build<'a> {
+    vars: &'a dyn Vars,
+    errs: Vec<SettingsError>,
+    notices: Vec<Notice>,
+    effective: Vec<Effective>,
+}
+
+impl Build<'_> {
+    fn notice(&mut self, warn: bool, message: String) {
+        self.notices.push(Notice { warn, message });
+    }
+
+    fn record(&mut self, key: impl Into<String>, value: impl fmt::Display, origin: Origin) {
+        self.effective.push(Effective {
+            key: key.into(),
+            value: value.to_string(),
+            origin,
+        });
+    }
+
+    /// Records a value that is either the file's or the default.
+    fn record_or_default<T: fmt::Display>(&mut self, key: &str, from_file: bool, value: T) {
+        let origin = if from_file {
+            Origin::File
+        } else {
+            Origin::Default
+        };
+        self.record(key, value, origin);
+    }
+}
+
+/// Turns the file's raw values, overridden by `SMQ_*` variables, into a checked [`Config`],
+/// collecting every error.
+pub fn build(mut file: FileConfig, vars: &dyn Vars) -> Result<Config, SettingsErrors> {
+    let mut b = Build {
+        vars,
+        errs: Vec::new(),
+        notices: Vec::new(),
+        effective: Vec::new(),
+    };
+    let standalone = standalone::apply(&mut b, &mut file);
     let threads = match file.server.threads {
         Some(0) => {
-            errs.push(invalid("server.threads", "must be at least 1"));
+            b.errs.push(invalid("server.threads", "must be at least 1"));
             DEFAULT_THREADS
         }
         Some(n) => n,
         None => DEFAULT_THREADS,
     };
+    b.record_or_default("server.threads", file.server.threads.is_some(), threads);
     let shutdown_grace = duration(
-        &mut errs,
+        &mut b.errs,
         "server.shutdown_grace",
         file.server.shutdown_grace.as_deref(),
     )
     .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
+    let grace_set = file.server.shutdown_grace.is_some();
+    b.record_or_default(
+        "server.shutdown_grace",
+        grace_set,
+        humantime::format_duration(shutdown_grace),
+    );
 
     let reload = ReloadSettings {
         watch: file.reload.watch.unwrap_or(true),
         interval: duration(
-            &mut errs,
+            &mut b.errs,
             "reload.interval",
             file.reload.interval.as_deref(),
         )
         .unwrap_or(DEFAULT_RELOAD_INTERVAL),
-        settle: duration(&mut errs, "reload.settle", file.reload.settle.as_deref())
+        settle: duration(&mut b.errs, "reload.settle", file.reload.settle.as_deref())
             .unwrap_or(DEFAULT_RELOAD_SETTLE),
     };
     if reload.interval.is_zero() {
-        errs.push(invalid("reload.interval", "must be longer than 0s"));
+        b.errs
+            .push(invalid("reload.interval", "must be longer than 0s"));
     }
+    b.record_or_default("reload.watch", file.reload.watch.is_some(), reload.watch);
+    let (interval_set, settle_set) = (file.reload.interval.is_some(), file.reload.settle.is_some());
+    b.record_or_default(
+        "reload.interval",
+        interval_set,
+        humantime::format_duration(reload.interval),
+    );
+    b.record_or_default(
+        "reload.settle",
+        settle_set,
+        humantime::format_duration(reload.settle),
+    );
 
     let mut upstreams = Vec::new();
     let mut upstream_index = HashMap::new();
@@ -167,34 +228,37 @@ pub fn build(file: FileConfig) -> Result<Config, SettingsErrors> {
             .insert(u.name.clone(), upstreams.len())
             .is_some()
         {
-            errs.push(invalid(
+            b.errs.push(invalid(
                 format!("{key}.name"),
                 format!("duplicate upstream name {:?}", u.name),
             ));
         }
-        if let Some(up) = build_upstream(&mut errs, &key, u) {
+        if let Some(up) = upstream::build(&mut b, &key, u) {
             upstreams.push(up);
         } else {
             upstream_index.remove(&u.name);
         }
     }
 
+    let names: Vec<&str> = file.listeners.iter().map(|l| l.name.as_str()).collect();
     let mut listeners = Vec::new();
-    let mut names = HashMap::new();
+    let mut seen_names = HashMap::new();
     for (i, l) in file.listeners.iter().enumerate() {
         let key = section_key("listeners", i, &l.name);
-        if names.insert(l.name.clone(), ()).is_some() {
-            errs.push(invalid(
+        if seen_names.insert(l.name.clone(), ()).is_some() {
+            b.errs.push(invalid(
                 format!("{key}.name"),
                 format!("duplicate listener name {:?}", l.name),
             ));
         }
-        if let Some(listener) = build_listener(&mut errs, &key, l, &upstream_index) {
+        let has_grpc_sibling = names.contains(&format!("{}-grpc", l.name).as_str());
+        if let Some(listener) = listener::build(&mut b, &key, l, &upstream_index, has_grpc_sibling)
+        {
             listeners.push(listener);
         }
     }
     if file.listeners.is_empty() {
-        errs.push(invalid(
+        b.errs.push(invalid(
             "listeners",
             "at least one [[listeners]] entry is needed",
         ));
@@ -202,15 +266,15 @@ pub fn build(file: FileConfig) -> Result<Config, SettingsErrors> {
     let mut seen = HashMap::new();
     for l in &listeners {
         if let Some(other) = seen.insert(l.listen, l.name.clone()) {
-            errs.push(invalid(
+            b.errs.push(invalid(
                 format!("listeners.{}.listen", l.name),
                 format!("{} is also used by listener {other:?}", l.listen),
             ));
         }
     }
 
-    if !errs.is_empty() {
-        return Err(SettingsErrors(errs));
+    if !b.errs.is_empty() {
+        return Err(SettingsErrors(b.errs));
     }
     Ok(Config {
         threads,
@@ -219,297 +283,10 @@ pub fn build(file: FileConfig) -> Result<Config, SettingsErrors> {
         dev_certs_dir: file.dev_certs.map(|d| PathBuf::from(d.dir)),
         listeners,
         upstreams,
+        standalone,
+        notices: b.notices,
+        effective: b.effective,
     })
-}
-
-fn build_listener(
-    errs: &mut Vec<SettingsError>,
-    key: &str,
-    l: &ListenerSection,
-    upstreams: &HashMap<String, usize>,
-) -> Option<Listener> {
-    let start = errs.len();
-    if l.name.is_empty() {
-        errs.push(invalid(format!("{key}.name"), "must not be empty"));
-    }
-    let listen = match l.listen.parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            errs.push(invalid(
-                format!("{key}.listen"),
-                format!("{:?} is not an IP:port socket address", l.listen),
-            ));
-            None
-        }
-    };
-    match l.protocol.as_deref() {
-        None | Some("http") => {}
-        Some(other) => errs.push(invalid(
-            format!("{key}.protocol"),
-            format!("unknown protocol {other:?}; expected \"http\""),
-        )),
-    }
-    let tls = l.tls.as_ref().map(|t| TlsFiles {
-        cert: PemSource::from_setting(&t.cert, &format!("{key}.tls.cert"), None),
-        key: PemSource::from_setting(&t.key, &format!("{key}.tls.key"), None),
-    });
-    if l.routes.is_empty() {
-        errs.push(invalid(
-            format!("{key}.routes"),
-            "at least one [[listeners.routes]] entry is needed",
-        ));
-    }
-    let routes: Vec<Route> = l
-        .routes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| build_route(errs, &format!("{key}.routes[{i}]"), r, upstreams))
-        .collect();
-    if errs.len() > start {
-        return None;
-    }
-    Some(Listener {
-        name: l.name.clone(),
-        listen: listen?,
-        tls,
-        routes,
-    })
-}
-
-fn build_route(
-    errs: &mut Vec<SettingsError>,
-    key: &str,
-    r: &RouteSection,
-    upstreams: &HashMap<String, usize>,
-) -> Option<Route> {
-    let Some(&upstream) = upstreams.get(&r.upstream) else {
-        errs.push(invalid(
-            format!("{key}.upstream"),
-            format!(
-                "unknown upstream {:?}; define it in an [[upstreams]] entry",
-                r.upstream
-            ),
-        ));
-        return None;
-    };
-    let path_prefix = match r.path_prefix.as_deref().map(PathPrefix::parse) {
-        Some(Err(message)) => {
-            errs.push(invalid(format!("{key}.path_prefix"), message));
-            return None;
-        }
-        Some(Ok(p)) => Some(p),
-        None => None,
-    };
-    if r.strip_prefix && path_prefix.is_none() {
-        errs.push(invalid(
-            format!("{key}.strip_prefix"),
-            "needs a path_prefix to strip",
-        ));
-        return None;
-    }
-    Some(Route {
-        host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
-        path_prefix,
-        strip_prefix: r.strip_prefix,
-        upstream,
-    })
-}
-
-fn build_upstream(
-    errs: &mut Vec<SettingsError>,
-    key: &str,
-    u: &UpstreamSection,
-) -> Option<Upstream> {
-    let start = errs.len();
-    if u.name.is_empty() {
-        errs.push(invalid(format!("{key}.name"), "must not be empty"));
-    }
-    let protocol = match u.protocol.as_deref() {
-        None | Some("http1") => UpstreamProtocol::Http1,
-        Some("h2c") => UpstreamProtocol::H2c,
-        Some(other) => {
-            errs.push(invalid(
-                format!("{key}.protocol"),
-                format!("unknown protocol {other:?}; expected \"http1\" or \"h2c\""),
-            ));
-            UpstreamProtocol::Http1
-        }
-    };
-    let address = match u.address.to_socket_addrs().map(|mut a| a.next()) {
-        Ok(Some(a)) => Some(a),
-        Ok(None) | Err(_) => {
-            errs.push(invalid(
-                format!("{key}.address"),
-                format!("{:?} is not a resolvable host:port", u.address),
-            ));
-            None
-        }
-    };
-    let connect_timeout = duration(
-        errs,
-        &format!("{key}.connect_timeout"),
-        u.connect_timeout.as_deref(),
-    )
-    .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-    let default_read = match protocol {
-        UpstreamProtocol::Http1 => Some(DEFAULT_HTTP1_READ_TIMEOUT),
-        // gRPC streams may stay silent for a long time; a read timeout would cut them.
-        UpstreamProtocol::H2c => None,
-    };
-    let read_timeout = optional_duration(
-        errs,
-        &format!("{key}.read_timeout"),
-        u.read_timeout.as_deref(),
-        default_read,
-    );
-    let write_timeout = optional_duration(
-        errs,
-        &format!("{key}.write_timeout"),
-        u.write_timeout.as_deref(),
-        Some(DEFAULT_WRITE_TIMEOUT),
-    );
-    let idle_timeout = duration(
-        errs,
-        &format!("{key}.idle_timeout"),
-        u.idle_timeout.as_deref(),
-    )
-    .unwrap_or(DEFAULT_IDLE_TIMEOUT);
-    let max_h2_streams = match u.max_h2_streams {
-        Some(0) => {
-            errs.push(invalid(
-                format!("{key}.max_h2_streams"),
-                "must be at least 1",
-            ));
-            DEFAULT_MAX_H2_STREAMS
-        }
-        Some(n) => n,
-        None => DEFAULT_MAX_H2_STREAMS,
-    };
-    let tls = u
-        .tls
-        .as_ref()
-        .and_then(|t| build_upstream_tls(errs, &format!("{key}.tls"), t, &u.address));
-    if errs.len() > start {
-        return None;
-    }
-    Some(Upstream {
-        tls,
-        name: u.name.clone(),
-        address: address?,
-        protocol,
-        connect_timeout,
-        read_timeout,
-        write_timeout,
-        idle_timeout,
-        max_h2_streams,
-    })
-}
-
-/// Parses a TLS mode as SuperMQ (libpq) spells it. `None` means `disable`.
-pub fn parse_tls_mode(raw: &str) -> Result<Option<TlsMode>, String> {
-    match raw {
-        "disable" | "disabled" => Ok(None),
-        "require" | "required" => Ok(Some(TlsMode::Require)),
-        "verify-ca" => Ok(Some(TlsMode::VerifyCa)),
-        "verify-full" => Ok(Some(TlsMode::VerifyFull)),
-        other => Err(format!(
-            "unknown TLS mode {other:?}; expected \"disable\", \"require\", \"verify-ca\" or \"verify-full\""
-        )),
-    }
-}
-
-/// `[upstreams.tls]` → `UpstreamTls`; `None` when the mode is `disable`.
-fn build_upstream_tls(
-    errs: &mut Vec<SettingsError>,
-    key: &str,
-    t: &UpstreamTlsSection,
-    address: &str,
-) -> Option<UpstreamTls> {
-    let mode = match parse_tls_mode(t.mode.as_deref().unwrap_or("verify-full")) {
-        Ok(mode) => mode?,
-        Err(message) => {
-            errs.push(invalid(format!("{key}.mode"), message));
-            return None;
-        }
-    };
-    if mode != TlsMode::Require && t.ca.is_none() {
-        errs.push(invalid(
-            format!("{key}.ca"),
-            "verify-ca and verify-full need a CA bundle to verify against",
-        ));
-    }
-    let client = match (&t.cert, &t.key) {
-        (Some(cert), Some(k)) => Some(TlsFiles {
-            cert: PemSource::from_setting(cert, &format!("{key}.cert"), None),
-            key: PemSource::from_setting(k, &format!("{key}.key"), None),
-        }),
-        (None, None) => None,
-        (Some(_), None) => {
-            errs.push(invalid(format!("{key}.key"), "a client cert needs its key"));
-            None
-        }
-        (None, Some(_)) => {
-            errs.push(invalid(
-                format!("{key}.cert"),
-                "a client key needs its cert",
-            ));
-            None
-        }
-    };
-    let sni = match &t.sni {
-        Some(s) if s.is_empty() => {
-            // An empty SNI makes pingora skip certificate verification entirely.
-            errs.push(invalid(format!("{key}.sni"), "must not be empty"));
-            return None;
-        }
-        Some(s) => s.clone(),
-        None => host_of(address).to_owned(),
-    };
-    Some(UpstreamTls {
-        mode,
-        ca: t
-            .ca
-            .as_ref()
-            .map(|ca| PemSource::from_setting(ca, &format!("{key}.ca"), None)),
-        sni,
-        client,
-    })
-}
-
-/// The host part of `host:port` (brackets of an IPv6 literal removed).
-fn host_of(address: &str) -> &str {
-    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
-    host.trim_start_matches('[').trim_end_matches(']')
-}
-
-impl PathPrefix {
-    /// Parses a prefix such as `/users` or `/*/clients/`.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let Some(rest) = raw.strip_prefix('/') else {
-            return Err(format!("{raw:?} must start with '/'"));
-        };
-        let trailing_slash = rest.ends_with('/');
-        let body = rest.strip_suffix('/').unwrap_or(rest);
-        let segments = if body.is_empty() {
-            Vec::new()
-        } else {
-            body.split('/')
-                .map(|s| match s {
-                    "" => Err(format!("{raw:?} has an empty segment ('//')")),
-                    "*" => Ok(None),
-                    s if s.contains('*') => {
-                        Err(format!("{raw:?}: '*' must stand alone as a whole segment"))
-                    }
-                    s => Ok(Some(s.to_owned())),
-                })
-                .collect::<Result<_, _>>()?
-        };
-        Ok(Self {
-            raw: raw.to_owned(),
-            segments,
-            trailing_slash,
-        })
-    }
 }
 
 fn section_key(section: &str, index: usize, name: &str) -> String {

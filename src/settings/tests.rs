@@ -1,8 +1,29 @@
 use super::*;
 
+use crate::config::{PathPrefix, PemSource, TlsMode, UpstreamProtocol};
+use env::NoVars;
+
 fn build_str(text: &str) -> Result<Config, Vec<String>> {
+    build_env(text, &[])
+}
+
+fn build_env(text: &str, vars: &[(&str, &str)]) -> Result<Config, Vec<String>> {
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     let file = parse(text).map_err(|e| vec![e])?;
-    build(file).map_err(|e| e.0.iter().map(ToString::to_string).collect())
+    let vars: &dyn Vars = if vars.is_empty() { &NoVars } else { &vars };
+    build(file, vars).map_err(|e| e.0.iter().map(ToString::to_string).collect())
+}
+
+fn effective<'a>(c: &'a Config, key: &str) -> (&'a str, String) {
+    let e = c
+        .effective
+        .iter()
+        .find(|e| e.key == key)
+        .unwrap_or_else(|| panic!("{key} not recorded"));
+    (e.value.as_str(), e.origin.to_string())
 }
 
 const MINIMAL: &str = r#"
@@ -140,4 +161,250 @@ fn path_prefixes_are_checked() {
 fn no_listeners_is_an_error() {
     let err = build_str("").unwrap_err();
     assert!(err[0].starts_with("listeners:"), "{err:?}");
+}
+
+/// A listener `users` without TLS in the file and an upstream `clients` (gRPC), SuperMQ-style.
+const SMQ: &str = r#"
+[[listeners]]
+name = "users"
+listen = "127.0.0.1:17002"
+[[listeners.routes]]
+upstream = "users"
+[[listeners]]
+name = "edge"
+listen = "127.0.0.1:8443"
+[[listeners.routes]]
+path_prefix = "/health"
+upstream = "clients-http"
+[[listeners.routes]]
+path_prefix = "/users"
+upstream = "users-http"
+
+[[upstreams]]
+name = "users"
+address = "127.0.0.1:7002"
+protocol = "h2c"
+[[upstreams]]
+name = "users-http"
+address = "127.0.0.1:9002"
+[[upstreams]]
+name = "clients-http"
+address = "127.0.0.1:9006"
+"#;
+
+#[test]
+fn listener_without_tls_is_plaintext_with_a_warning_naming_the_variables() {
+    let c = build_env(SMQ, &[]).unwrap();
+    assert!(c.listeners[0].tls.is_none());
+    let n = c
+        .notices
+        .iter()
+        .find(|n| n.message.contains("listener users"))
+        .unwrap();
+    assert!(n.warn);
+    assert!(n.message.contains("NOT encrypted"), "{n:?}");
+    assert!(
+        n.message
+            .contains("SMQ_USERS_SERVER_CERT and SMQ_USERS_SERVER_KEY are unset"),
+        "{n:?}"
+    );
+}
+
+#[test]
+fn both_variables_enable_tls_and_are_recorded_as_env() {
+    let c = build_env(
+        SMQ,
+        &[
+            ("SMQ_USERS_SERVER_CERT", "/c.pem"),
+            ("SMQ_USERS_SERVER_KEY", "/k.pem"),
+        ],
+    )
+    .unwrap();
+    let tls = c.listeners[0].tls.as_ref().unwrap();
+    assert_eq!(tls.cert.path(), Some(std::path::Path::new("/c.pem")));
+    assert_eq!(tls.cert.to_string(), "/c.pem (from SMQ_USERS_SERVER_CERT)");
+    assert_eq!(
+        effective(&c, "listeners.users.tls.key"),
+        ("/k.pem", "env SMQ_USERS_SERVER_KEY".into())
+    );
+}
+
+#[test]
+fn half_set_is_plaintext_and_names_the_missing_variable() {
+    let c = build_env(SMQ, &[("SMQ_USERS_SERVER_KEY", "/k.pem")]).unwrap();
+    assert!(c.listeners[0].tls.is_none());
+    let n = c
+        .notices
+        .iter()
+        .find(|n| n.message.contains("listener users"))
+        .unwrap();
+    assert!(n.warn);
+    assert!(
+        n.message
+            .contains("SMQ_USERS_SERVER_KEY is set but SMQ_USERS_SERVER_CERT is not"),
+        "{n:?}"
+    );
+    assert!(n.message.contains("NOT encrypted"), "{n:?}");
+}
+
+#[test]
+fn env_overrides_the_file() {
+    let text = SMQ.replacen(
+        "[[listeners.routes]]\nupstream = \"users\"",
+        "[listeners.tls]\ncert = \"file.crt\"\nkey = \"file.key\"\n[[listeners.routes]]\nupstream = \"users\"",
+        1,
+    );
+    let c = build_env(&text, &[]).unwrap();
+    assert_eq!(
+        c.listeners[0].tls.as_ref().unwrap().cert,
+        PemSource::file("file.crt")
+    );
+    assert_eq!(
+        effective(&c, "listeners.users.tls.cert"),
+        ("file.crt", "file".into())
+    );
+    let c = build_env(&text, &[("SMQ_USERS_SERVER_CERT", "/env.crt")]).unwrap();
+    let tls = c.listeners[0].tls.as_ref().unwrap();
+    assert_eq!(tls.cert.path(), Some(std::path::Path::new("/env.crt")));
+    assert_eq!(tls.key, PemSource::file("file.key"));
+}
+
+#[test]
+fn inline_pem_is_recognised_and_never_printed() {
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let c = build_env(
+        SMQ,
+        &[
+            ("SMQ_USERS_SERVER_CERT", pem),
+            ("SMQ_USERS_SERVER_KEY", "/k.pem"),
+        ],
+    )
+    .unwrap();
+    let tls = c.listeners[0].tls.as_ref().unwrap();
+    assert!(matches!(tls.cert, PemSource::Inline { .. }));
+    assert_eq!(tls.cert.to_string(), "SMQ_USERS_SERVER_CERT (inline PEM)");
+    assert_eq!(effective(&c, "listeners.users.tls.cert").0, "<inline PEM>");
+}
+
+#[test]
+fn upstream_ca_variable_turns_on_verify_full_with_sni() {
+    let c = build_env(SMQ, &[("SMQ_USERS_CA_CERTS", "/ca.pem")]).unwrap();
+    let tls = c.upstreams[0].tls.as_ref().unwrap();
+    assert_eq!(tls.mode, TlsMode::VerifyFull);
+    assert_eq!(tls.sni, "127.0.0.1");
+    assert_eq!(
+        effective(&c, "upstreams.users.tls.ca").1,
+        "env SMQ_USERS_CA_CERTS"
+    );
+    assert_eq!(
+        effective(&c, "upstreams.users.tls.mode"),
+        ("verify-full", "default".into())
+    );
+    assert!(
+        c.upstreams[1].tls.is_none(),
+        "other upstreams stay plaintext"
+    );
+}
+
+#[test]
+fn tls_mode_variable_sets_the_mode() {
+    let c = build_env(
+        SMQ,
+        &[
+            ("SMQ_USERS_CA_CERTS", "/ca.pem"),
+            ("SMQ_USERS_TLS_MODE", "verify-ca"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.upstreams[0].tls.as_ref().unwrap().mode, TlsMode::VerifyCa);
+    let c = build_env(SMQ, &[("SMQ_USERS_TLS_MODE", "required")]).unwrap();
+    assert_eq!(c.upstreams[0].tls.as_ref().unwrap().mode, TlsMode::Require);
+    let c = build_env(
+        SMQ,
+        &[
+            ("SMQ_USERS_CA_CERTS", "/ca.pem"),
+            ("SMQ_USERS_TLS_MODE", "disabled"),
+        ],
+    )
+    .unwrap();
+    assert!(c.upstreams[0].tls.is_none());
+    let err = build_env(SMQ, &[("SMQ_USERS_TLS_MODE", "verify-full")]).unwrap_err();
+    assert!(
+        err[0].contains("needs a CA bundle to verify against: set SMQ_USERS_CA_CERTS"),
+        "{err:?}"
+    );
+    let err = build_env(SMQ, &[("SMQ_USERS_TLS_MODE", "sometimes")]).unwrap_err();
+    assert!(
+        err[0].starts_with("SMQ_USERS_TLS_MODE: unknown TLS mode"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn half_set_client_certificate_is_an_error_naming_the_missing_variable() {
+    let err = build_env(
+        SMQ,
+        &[
+            ("SMQ_USERS_CA_CERTS", "/ca.pem"),
+            ("SMQ_USERS_GRPC_CLIENT_CERT", "/c.pem"),
+        ],
+    )
+    .unwrap_err();
+    assert!(err[0].starts_with("SMQ_USERS_GRPC_CLIENT_KEY:"), "{err:?}");
+}
+
+#[test]
+fn standalone_keeps_only_clients_routes_and_hides_the_token() {
+    let c = build_env(
+        SMQ,
+        &[
+            ("SMQ_CLIENTS_STANDALONE_EMAIL", "admin@example.com"),
+            ("SMQ_CLIENTS_STANDALONE_TOKEN", "s3cret-token"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        c.listeners.len(),
+        1,
+        "the users listener has no Clients route left"
+    );
+    assert_eq!(c.listeners[0].routes.len(), 1);
+    assert_eq!(c.upstreams.len(), 1);
+    assert_eq!(c.upstreams[0].name, "clients-http");
+    let s = c.standalone.as_ref().unwrap();
+    assert!(s.token.matches(b"s3cret-token"));
+    assert!(!s.token.matches(b"s3cret-tokeN"));
+    let everything = format!("{c:?}");
+    assert!(!everything.contains("s3cret"), "token leaked: {everything}");
+    assert_eq!(effective(&c, "standalone.token").0, "<redacted>");
+    let err = build_env(SMQ, &[("SMQ_CLIENTS_STANDALONE_TOKEN", "t")]).unwrap_err();
+    assert!(
+        err[0].starts_with("SMQ_CLIENTS_STANDALONE_EMAIL:"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn grpc_aliases_map_to_the_grpc_listener_when_it_exists() {
+    let text = SMQ.replacen("name = \"edge\"", "name = \"users-grpc\"", 1);
+    let c = build_env(
+        &text,
+        &[
+            ("SMQ_USERS_GRPC_SERVER_CERT", "/g.crt"),
+            ("SMQ_USERS_GRPC_SERVER_KEY", "/g.key"),
+            ("SMQ_USERS_HTTP_SERVER_CERT", "/h.crt"),
+            ("SMQ_USERS_HTTP_SERVER_KEY", "/h.key"),
+        ],
+    )
+    .unwrap();
+    let users = c.listeners.iter().find(|l| l.name == "users").unwrap();
+    let grpc = c.listeners.iter().find(|l| l.name == "users-grpc").unwrap();
+    assert_eq!(
+        users.tls.as_ref().unwrap().cert.path(),
+        Some(std::path::Path::new("/h.crt"))
+    );
+    assert_eq!(
+        grpc.tls.as_ref().unwrap().cert.path(),
+        Some(std::path::Path::new("/g.crt"))
+    );
 }

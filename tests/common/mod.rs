@@ -69,7 +69,27 @@ impl Proxy {
 
     /// Like [`Proxy::start`], running the process as `uid` (and the same gid) when given.
     pub fn start_as(dir: &Path, config: &str, ready: &[SocketAddr], uid: Option<u32>) -> Proxy {
-        let mut proxy = Self::spawn_as(dir, config, &[], uid);
+        Self::start_with(dir, config, ready, uid, &[])
+    }
+
+    /// Like [`Proxy::start`], with extra environment variables (`SMQ_*` settings).
+    pub fn start_env(
+        dir: &Path,
+        config: &str,
+        ready: &[SocketAddr],
+        env: &[(&str, &str)],
+    ) -> Proxy {
+        Self::start_with(dir, config, ready, None, env)
+    }
+
+    fn start_with(
+        dir: &Path,
+        config: &str,
+        ready: &[SocketAddr],
+        uid: Option<u32>,
+        env: &[(&str, &str)],
+    ) -> Proxy {
+        let mut proxy = Self::spawn_with(dir, config, &[], uid, env);
         for addr in ready {
             poll_until(&format!("proxy to listen on {addr}"), || {
                 if let Some(status) = proxy.try_status() {
@@ -86,10 +106,21 @@ impl Proxy {
 
     /// Starts the proxy with extra arguments and does not wait for anything.
     pub fn spawn(dir: &Path, config: &str, args: &[&str]) -> Proxy {
-        Self::spawn_as(dir, config, args, None)
+        Self::spawn_with(dir, config, args, None, &[])
     }
 
-    fn spawn_as(dir: &Path, config: &str, args: &[&str], uid: Option<u32>) -> Proxy {
+    /// Starts the proxy with extra environment variables and does not wait for anything.
+    pub fn spawn_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Proxy {
+        Self::spawn_with(dir, config, &[], None, env)
+    }
+
+    fn spawn_with(
+        dir: &Path,
+        config: &str,
+        args: &[&str],
+        uid: Option<u32>,
+        env: &[(&str, &str)],
+    ) -> Proxy {
         let config_path = dir.join("config.toml");
         std::fs::write(&config_path, config).expect("write config");
         let mut command = Command::new(binary());
@@ -103,6 +134,7 @@ impl Proxy {
             .args(args)
             .current_dir(dir)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
