@@ -133,10 +133,24 @@ pub struct Listener {
     pub name: String,
     /// Address to bind.
     pub listen: SocketAddr,
+    /// What it speaks.
+    pub protocol: ListenerProtocol,
     /// Certificate and key paths; `None` means plaintext.
     pub tls: Option<TlsFiles>,
-    /// Routes, first match wins.
+    /// Routes, first match wins. A `tcp` listener has exactly one, holding only the upstream.
     pub routes: Vec<Route>,
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerProtocol {
+    /// HTTP/1.1 and HTTP/2 (gRPC and WebSocket included), routed per request.
+    Http,
+    /// Raw bytes to one upstream (MQTT), closed after `idle_timeout` without traffic.
+    Tcp {
+        /// How long a connection may be silent in both directions.
+        idle_timeout: Duration,
+    },
 }
 
 /// The PEM sources of one identity (a listener's certificate, an upstream client certificate).
@@ -251,6 +265,8 @@ pub enum UpstreamProtocol {
     Http1,
     /// Plaintext HTTP/2 with prior knowledge (gRPC servers).
     H2c,
+    /// Raw TCP, for `tcp` listeners.
+    Tcp,
 }
 
 /// One plaintext service behind the proxy.
@@ -274,6 +290,8 @@ pub struct Upstream {
     pub max_h2_streams: usize,
     /// TLS towards the upstream; `None` is plaintext.
     pub tls: Option<UpstreamTls>,
+    /// Send a PROXY protocol v2 header with the client's address on each new connection.
+    pub proxy_protocol: bool,
 }
 
 /// How the proxy checks an upstream's certificate (the libpq/SuperMQ mode names).

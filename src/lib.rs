@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod listeners;
+pub mod proxy_protocol;
 pub mod respond;
 pub mod routes;
 pub mod settings;

@@ -99,11 +99,11 @@ fn check(path: &Path, print: bool) -> anyhow::Result<()> {
             ),
             None => "plaintext".to_owned(),
         };
+        let routes = l.routes.len();
+        let plural = if routes == 1 { "" } else { "s" };
         println!(
-            "listener {} {} {tls}, {} routes",
-            l.name,
-            l.listen,
-            l.routes.len()
+            "listener {} {} {tls}, {routes} route{plural}",
+            l.name, l.listen
         );
     }
     println!("configuration {} is valid", path.display());
@@ -118,7 +118,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(None, server_conf(&config));
     server.bootstrap();
     let in_flight = InFlight::default();
-    let services = listeners::services(
+    let (services, _stats) = listeners::services(
         &config,
         &material.listeners,
         &material.upstreams,

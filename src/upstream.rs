@@ -3,6 +3,8 @@
 //! certificate) is read from hot-reloaded stores when the peer is built, and its generation goes
 //! into the pool key so a connection made under old material is never reused after a swap.
 
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pingora::protocols::tls::CaType;
@@ -10,6 +12,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::{WrappedX509, parse_x509};
 
 use crate::config::{TlsMode, Upstream, UpstreamProtocol};
+use crate::proxy_protocol::{self, ProxyProtocolConnect};
 use crate::tls::store::{CaStore, ClientStore};
 
 /// An upstream with the stores its TLS reads from.
@@ -48,8 +51,9 @@ impl UpstreamRuntime {
         })
     }
 
-    /// Builds the peer for one request. Cheap: only `Arc` clones of prepared material.
-    pub fn peer(&self) -> HttpPeer {
+    /// Builds the peer for one request or tcp session from `client` to the proxy's `server`
+    /// address. Cheap: `Arc` clones of prepared material (and a PROXY header when asked for).
+    pub fn peer(&self, client: Option<SocketAddr>, server: Option<SocketAddr>) -> HttpPeer {
         let up = &self.config;
         let sni = up.tls.as_ref().map(|t| t.sni.clone()).unwrap_or_default();
         let mut peer = HttpPeer::new(up.address, up.tls.is_some(), sni);
@@ -66,6 +70,24 @@ impl UpstreamRuntime {
         } else {
             options.set_http_version(1, 1);
         }
+        let mut pool_key = 0;
+        if let (true, Some(client), Some(server)) = (up.proxy_protocol, client, server) {
+            match proxy_protocol::header(client, server) {
+                Ok(header) => {
+                    options.custom_l4 = Some(Arc::new(ProxyProtocolConnect::new(
+                        header,
+                        up.connect_timeout,
+                    )));
+                    // A connection announces one client: never reuse it for another.
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    client.hash(&mut h);
+                    pool_key = h.finish();
+                }
+                Err(e) => {
+                    tracing::warn!(upstream = %up.name, error = %e, "cannot build the PROXY protocol header")
+                }
+            }
+        }
         if let Some(tls) = &up.tls {
             options.verify_cert = tls.mode != TlsMode::Require;
             options.verify_hostname = tls.mode == TlsMode::VerifyFull;
@@ -81,8 +103,9 @@ impl UpstreamRuntime {
                 generation = generation.wrapping_mul(1 << 32) ^ client.generation();
             }
             // The pool key: connections verified under older material are not reused.
-            peer.group_key = generation;
+            pool_key ^= generation;
         }
+        peer.group_key = pool_key;
         peer
     }
 }
@@ -115,6 +138,7 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             max_h2_streams: 100,
             tls,
+            proxy_protocol: false,
         };
         UpstreamRuntime::new(config, None, None).unwrap()
     }
@@ -130,7 +154,7 @@ mod tests {
 
     #[test]
     fn h2c_peers_multiplex_streams() {
-        let p = upstream(UpstreamProtocol::H2c, None).peer();
+        let p = upstream(UpstreamProtocol::H2c, None).peer(None, None);
         assert_eq!(p.options.max_h2_streams, 100);
         assert_eq!(p.options.alpn, pingora::protocols::ALPN::H2);
         assert!(p.sni.is_empty());
@@ -139,7 +163,7 @@ mod tests {
 
     #[test]
     fn http1_peers_speak_http1_only() {
-        let p = upstream(UpstreamProtocol::Http1, None).peer();
+        let p = upstream(UpstreamProtocol::Http1, None).peer(None, None);
         assert_eq!(p.options.alpn, pingora::protocols::ALPN::H1);
         assert_eq!(p.options.connection_timeout, Some(Duration::from_secs(3)));
     }
@@ -151,7 +175,7 @@ mod tests {
             (TlsMode::VerifyCa, true, false),
             (TlsMode::VerifyFull, true, true),
         ] {
-            let p = upstream(UpstreamProtocol::H2c, tls(mode)).peer();
+            let p = upstream(UpstreamProtocol::H2c, tls(mode)).peer(None, None);
             assert!(p.is_tls());
             assert_eq!(p.sni, "clients", "{mode:?}");
             assert_eq!(
@@ -164,7 +188,7 @@ mod tests {
 
     #[test]
     fn require_without_a_ca_gets_a_placeholder_anchor() {
-        let p = upstream(UpstreamProtocol::Http1, tls(TlsMode::Require)).peer();
+        let p = upstream(UpstreamProtocol::Http1, tls(TlsMode::Require)).peer(None, None);
         assert_eq!(p.options.ca.as_ref().map(|c| c.len()), Some(1));
     }
 }

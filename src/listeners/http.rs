@@ -3,6 +3,7 @@
 //! (`upstream_request_filter`), and answer failures as HTTP or gRPC (`fail_to_proxy`).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use pingora::http::RequestHeader;
@@ -10,6 +11,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
+use super::stats::ListenerStats;
 use crate::config::{BearerToken, Route};
 use crate::respond;
 use crate::routes;
@@ -25,11 +27,13 @@ pub struct HttpEdge {
     /// Routes, first match wins.
     pub routes: Vec<Route>,
     /// All upstreams; routes hold indexes into this list.
-    pub upstreams: Arc<Vec<UpstreamRuntime>>,
+    pub upstreams: Arc<Vec<Arc<UpstreamRuntime>>>,
     /// Counts requests so shutdown can wait for them.
     pub in_flight: InFlight,
     /// Standalone mode's token, required on every non-health HTTP request.
     pub bearer: Option<BearerToken>,
+    /// Request and byte counters.
+    pub stats: Arc<ListenerStats>,
 }
 
 /// Per-request state, decided once in `request_filter` and read by later phases.
@@ -90,13 +94,22 @@ impl ProxyHttp for HttpEdge {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         let index = ctx
             .upstream
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route was selected"))?;
-        Ok(Box::new(self.upstreams[index].peer()))
+        let client = session.client_addr().and_then(|a| a.as_inet()).copied();
+        let server = session.server_addr().and_then(|a| a.as_inet()).copied();
+        let mut peer = self.upstreams[index].peer(client, server);
+        if session.is_upgrade_req() {
+            // An upgraded connection (WebSocket) lives as long as its peers want; request
+            // timeouts must not cut it. Liveness is the WebSocket/MQTT keep-alive's job.
+            peer.options.read_timeout = None;
+            peer.options.write_timeout = None;
+        }
+        Ok(Box::new(peer))
     }
 
     async fn upstream_request_filter(
@@ -138,6 +151,14 @@ impl ProxyHttp for HttpEdge {
         let proto = if self.is_tls { "https" } else { "http" };
         upstream_request.insert_header("x-forwarded-proto", proto)?;
         Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, _ctx: &mut Self::CTX) {
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let read = session.as_downstream().body_bytes_read() as u64;
+        let sent = session.as_downstream().body_bytes_sent() as u64;
+        self.stats.bytes_in.fetch_add(read, Ordering::Relaxed);
+        self.stats.bytes_out.fetch_add(sent, Ordering::Relaxed);
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, _error: &Error) -> bool {

@@ -61,8 +61,10 @@ pub struct ListenerSection {
     pub name: String,
     /// Socket address, e.g. `0.0.0.0:8443`.
     pub listen: String,
-    /// `http` (HTTP/1.1 and HTTP/2, gRPC included).
+    /// `http` (HTTP/1.1 and HTTP/2, gRPC included) or `tcp` (raw bytes, e.g. MQTT).
     pub protocol: Option<String>,
+    /// `tcp` listeners: how long a silent connection is kept, e.g. `"1h"`.
+    pub idle_timeout: Option<String>,
     /// Certificate and key; absent means plaintext.
     pub tls: Option<ListenerTlsSection>,
     /// Routes, first match wins.
@@ -103,8 +105,10 @@ pub struct UpstreamSection {
     pub name: String,
     /// `host:port`.
     pub address: String,
-    /// `http1` or `h2c`.
+    /// `http1`, `h2c` or `tcp`.
     pub protocol: Option<String>,
+    /// `"v2"` to send a PROXY protocol v2 header with the client's address.
+    pub proxy_protocol: Option<String>,
     /// TCP connect timeout, e.g. `"3s"`.
     pub connect_timeout: Option<String>,
     /// Longest wait for upstream data; `"0s"` disables it.

@@ -28,6 +28,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
 /// Default time a half-replaced certificate/key pair may take to settle.
 pub const DEFAULT_RELOAD_SETTLE: Duration = Duration::from_secs(10);
+/// Default idle time of a tcp listener's connection: long, because MQTT keep-alives can be.
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Default upstream connect timeout: short, so a dead upstream gives a quick 502.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default upstream read timeout for `http1` upstreams (nginx's `proxy_read_timeout`).
@@ -224,8 +226,9 @@ pub fn build(mut file: FileConfig, vars: &dyn Vars) -> Result<Config, SettingsEr
     let mut upstream_index = HashMap::new();
     for (i, u) in file.upstreams.iter().enumerate() {
         let key = section_key("upstreams", i, &u.name);
+        let is_tcp = u.protocol.as_deref() == Some("tcp");
         if upstream_index
-            .insert(u.name.clone(), upstreams.len())
+            .insert(u.name.clone(), (upstreams.len(), is_tcp))
             .is_some()
         {
             b.errs.push(invalid(

@@ -408,3 +408,55 @@ fn grpc_aliases_map_to_the_grpc_listener_when_it_exists() {
         Some(std::path::Path::new("/g.crt"))
     );
 }
+
+const TCP: &str = r#"
+[[listeners]]
+name = "mqtt"
+listen = "127.0.0.1:8883"
+protocol = "tcp"
+[[listeners.routes]]
+upstream = "broker"
+
+[[upstreams]]
+name = "broker"
+address = "127.0.0.1:1883"
+protocol = "tcp"
+proxy_protocol = "v2"
+"#;
+
+#[test]
+fn tcp_listener_gets_a_generous_idle_timeout_and_proxy_protocol() {
+    let c = build_str(TCP).unwrap();
+    assert_eq!(
+        c.listeners[0].protocol,
+        crate::config::ListenerProtocol::Tcp {
+            idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT
+        }
+    );
+    assert!(c.upstreams[0].proxy_protocol);
+    assert_eq!(c.upstreams[0].read_timeout, None);
+}
+
+#[test]
+fn tcp_listener_routes_are_checked() {
+    let err = build_str(&TCP.replace(
+        "[[listeners.routes]]\nupstream",
+        "[[listeners.routes]]\npath_prefix = \"/x\"\nupstream",
+    ))
+    .unwrap_err();
+    assert!(err[0].contains("holds only `upstream`"), "{err:?}");
+    let err = build_str(&TCP.replace("protocol = \"tcp\"\nproxy", "protocol = \"http1\"\nproxy"))
+        .unwrap_err();
+    assert!(err[0].contains("is not protocol = \"tcp\""), "{err:?}");
+    let err = build_str(&TCP.replace(
+        "protocol = \"tcp\"\n[[listeners.routes]]",
+        "[[listeners.routes]]",
+    ))
+    .unwrap_err();
+    assert!(err[0].contains("only tcp listeners can use it"), "{err:?}");
+    let err = build_str(&TCP.replace("\"v2\"", "\"v1\"")).unwrap_err();
+    assert!(
+        err[0].starts_with("upstreams.broker.proxy_protocol"),
+        "{err:?}"
+    );
+}

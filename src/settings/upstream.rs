@@ -20,10 +20,11 @@ pub(super) fn build(b: &mut Build<'_>, key: &str, u: &UpstreamSection) -> Option
     let protocol = match u.protocol.as_deref() {
         None | Some("http1") => UpstreamProtocol::Http1,
         Some("h2c") => UpstreamProtocol::H2c,
+        Some("tcp") => UpstreamProtocol::Tcp,
         Some(other) => {
             b.errs.push(invalid(
                 format!("{key}.protocol"),
-                format!("unknown protocol {other:?}; expected \"http1\" or \"h2c\""),
+                format!("unknown protocol {other:?}; expected \"http1\", \"h2c\" or \"tcp\""),
             ));
             UpstreamProtocol::Http1
         }
@@ -46,8 +47,9 @@ pub(super) fn build(b: &mut Build<'_>, key: &str, u: &UpstreamSection) -> Option
     .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     let default_read = match protocol {
         UpstreamProtocol::Http1 => Some(DEFAULT_HTTP1_READ_TIMEOUT),
-        // gRPC streams may stay silent for a long time; a read timeout would cut them.
-        UpstreamProtocol::H2c => None,
+        // gRPC streams and tcp sessions may stay silent for a long time; a read timeout would
+        // cut them (tcp listeners have their own idle timeout).
+        UpstreamProtocol::H2c | UpstreamProtocol::Tcp => None,
     };
     let read_timeout = optional_duration(
         &mut b.errs,
@@ -86,7 +88,24 @@ pub(super) fn build(b: &mut Build<'_>, key: &str, u: &UpstreamSection) -> Option
     let name = match protocol {
         UpstreamProtocol::Http1 => "http1",
         UpstreamProtocol::H2c => "h2c",
+        UpstreamProtocol::Tcp => "tcp",
     };
+    let proxy_protocol = match u.proxy_protocol.as_deref() {
+        None | Some("off") => false,
+        Some("v2") => true,
+        Some(other) => {
+            b.errs.push(invalid(
+                format!("{key}.proxy_protocol"),
+                format!("unknown PROXY protocol version {other:?}; expected \"v2\""),
+            ));
+            return None;
+        }
+    };
+    b.record_or_default(
+        &format!("{key}.proxy_protocol"),
+        u.proxy_protocol.is_some(),
+        if proxy_protocol { "v2" } else { "off" },
+    );
     b.record_or_default(&format!("{key}.protocol"), u.protocol.is_some(), name);
     let shown = |d: Option<Duration>| {
         d.map_or_else(
@@ -124,6 +143,7 @@ pub(super) fn build(b: &mut Build<'_>, key: &str, u: &UpstreamSection) -> Option
         max_h2_streams,
     );
     Some(Upstream {
+        proxy_protocol,
         tls,
         name: u.name.clone(),
         address: address?,

@@ -15,7 +15,7 @@ pub struct Material {
     /// Listener certificates, by their files.
     pub listeners: HashMap<TlsFiles, Arc<CertStore>>,
     /// Upstreams with the stores their TLS reads.
-    pub upstreams: Arc<Vec<UpstreamRuntime>>,
+    pub upstreams: Arc<Vec<Arc<UpstreamRuntime>>>,
     /// Every store, for the reloader.
     pub reloadable: Vec<Arc<dyn Reloadable>>,
 }
@@ -92,7 +92,7 @@ impl Material {
                 None => None,
             };
             match UpstreamRuntime::new(u.clone(), ca, client) {
-                Ok(runtime) => upstreams.push(runtime),
+                Ok(runtime) => upstreams.push(Arc::new(runtime)),
                 Err(e) => problems.push(format!("upstream {}: {e}", u.name)),
             }
         }

@@ -268,6 +268,38 @@ pub async fn handshake(
     Ok(out)
 }
 
+/// An open TLS connection to `addr` (name `localhost`), trusting `ca_pem` and offering `alpn`.
+pub async fn tls_stream(
+    addr: SocketAddr,
+    ca_pem: &str,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let connector = tokio_rustls::TlsConnector::from(client_config(ca_pem, alpn));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the proxy");
+    connector
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("TLS handshake with the proxy")
+}
+
+/// A rustls client configuration trusting `ca_pem`, offering `alpn`.
+pub fn client_config(ca_pem: &str, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("ca pem")).expect("add root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
 /// A tonic channel to `addr` over TLS, trusting `ca_pem` and checking the name `localhost`.
 pub async fn grpc_channel(addr: SocketAddr, ca_pem: &str) -> tonic::transport::Channel {
     let tls = tonic::transport::ClientTlsConfig::new()

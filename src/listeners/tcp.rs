@@ -1,0 +1,129 @@
+//! The tcp listener's path (MQTT over TLS, 8883 → 1883): accept (TLS terminated by the
+//! listener), connect the one upstream (plaintext or TLS, with a PROXY v2 header if asked),
+//! then copy bytes both ways until both sides have closed, or until the connection has been
+//! silent for `idle_timeout`. Half-close is passed on: a side that finishes writing gets its
+//! peer's write side shut down, while the other direction keeps flowing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::connectors::TransportConnector;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::stats::ListenerStats;
+use crate::upstream::UpstreamRuntime;
+
+/// Size of each direction's copy buffer.
+const BUFFER: usize = 16 * 1024;
+
+/// One tcp listener.
+pub struct TcpEdge {
+    /// Listener name, for logs.
+    pub listener: String,
+    /// Where every connection goes.
+    pub upstream: Arc<UpstreamRuntime>,
+    /// Connects (and TLS-handshakes) upstream.
+    pub connector: TransportConnector,
+    /// How long a connection may be silent in both directions.
+    pub idle_timeout: Duration,
+    /// Connection and byte counters.
+    pub stats: Arc<ListenerStats>,
+}
+
+#[async_trait]
+impl ServerApp for TcpEdge {
+    async fn process_new(
+        self: &Arc<Self>,
+        downstream: Stream,
+        _shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let _open = self.stats.open();
+        let digest = downstream.get_socket_digest();
+        let client = digest
+            .as_ref()
+            .and_then(|d| d.peer_addr())
+            .and_then(|a| a.as_inet())
+            .copied();
+        let server = digest
+            .as_ref()
+            .and_then(|d| d.local_addr())
+            .and_then(|a| a.as_inet())
+            .copied();
+        let upstream_name = &self.upstream.config.name;
+        let peer = self.upstream.peer(client, server);
+        let upstream = match self.connector.new_stream(&peer).await {
+            Ok(s) => s,
+            Err(e) => {
+                // Dropping the client's stream closes its connection right away.
+                tracing::error!(listener = %self.listener, upstream = %upstream_name, client = ?client, error = %e, "cannot connect upstream; closing the client connection");
+                return None;
+            }
+        };
+        let outcome = relay(downstream, upstream, self.idle_timeout, &self.stats).await;
+        tracing::debug!(listener = %self.listener, upstream = %upstream_name, client = ?client, outcome, "tcp session ended");
+        None
+    }
+}
+
+/// Copies both ways until both directions are finished or the connection is idle for `idle`.
+async fn relay(
+    downstream: Stream,
+    upstream: Stream,
+    idle: Duration,
+    stats: &ListenerStats,
+) -> &'static str {
+    let start = Instant::now();
+    let last = AtomicU64::new(0);
+    let (down_read, down_write) = tokio::io::split(downstream);
+    let (up_read, up_write) = tokio::io::split(upstream);
+    let inbound = copy_half(down_read, up_write, &stats.bytes_in, &last, start);
+    let outbound = copy_half(up_read, down_write, &stats.bytes_out, &last, start);
+    let watchdog = async {
+        loop {
+            let silent = start
+                .elapsed()
+                .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+            if silent >= idle {
+                return;
+            }
+            tokio::time::sleep(idle - silent).await;
+        }
+    };
+    tokio::select! {
+        (a, b) = futures::future::join(inbound, outbound) => match (a, b) {
+            (Ok(()), Ok(())) => "closed",
+            _ => "reset",
+        },
+        () = watchdog => "idle timeout",
+    }
+}
+
+/// One direction: read until EOF, then shut the other side's write half (half-close).
+async fn copy_half<R, W>(
+    mut from: R,
+    mut to: W,
+    counter: &AtomicU64,
+    last: &AtomicU64,
+    start: Instant,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0; BUFFER];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        to.write_all(&buf[..n]).await?;
+        to.flush().await?;
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+        last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}

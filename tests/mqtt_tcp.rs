@@ -1,0 +1,226 @@
+//! MQTT over TLS through a tcp listener to a real mosquitto broker, with the mosquitto command
+//! line clients: delivery (QoS 0 and 1) for MQTT 3.1, 3.1.1 and 5; a subscriber connected before
+//! a certificate rotation still receiving after it; an upstream that refuses connections.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use common::{Proxy, fingerprint, free_port, local, poll_until, wait_for_served};
+use testkit::pki::Pki;
+
+fn config(port: u16, cert: &Path, key: &Path, upstream: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+[reload]
+interval = "1h"
+[[listeners]]
+name = "mqtt"
+listen = "127.0.0.1:{port}"
+protocol = "tcp"
+[listeners.tls]
+cert = "{cert}"
+key = "{key}"
+[[listeners.routes]]
+upstream = "mqtt-adapter"
+
+[[upstreams]]
+name = "mqtt-adapter"
+address = "{upstream}"
+protocol = "tcp"
+"#,
+        cert = cert.display(),
+        key = key.display(),
+    )
+}
+
+/// A `mosquitto_sub` through the proxy whose output is collected as it runs.
+struct Subscriber {
+    child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl Subscriber {
+    /// Subscribes to `topic` and waits for the broker's SUBACK (seen in `-d` output).
+    fn start(port: u16, ca: &Path, topic: &str, version: &str, count: usize) -> Subscriber {
+        // stdbuf: mosquitto_sub's stdout is block-buffered on a pipe; line buffering lets the
+        // test see the SUBACK as it happens.
+        let mut child = Command::new("stdbuf")
+            .args([
+                "-oL",
+                "mosquitto_sub",
+                "-d",
+                "-h",
+                "localhost",
+                "-p",
+                &port.to_string(),
+                "--cafile",
+            ])
+            .arg(ca)
+            .args([
+                "-t",
+                topic,
+                "-q",
+                "1",
+                "-V",
+                version,
+                "-C",
+                &count.to_string(),
+                "-W",
+                "20",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run mosquitto_sub (install it: apt-get install mosquitto-clients)");
+        let output = Arc::new(Mutex::new(String::new()));
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let sink = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut out = sink.lock().unwrap();
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            });
+        }
+        let sub = Subscriber { child, output };
+        poll_until(&format!("{version} subscriber SUBACK"), || {
+            sub.output().contains("SUBACK")
+        });
+        sub
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Waits for mosquitto_sub to exit after receiving its messages.
+    fn finish(mut self) -> String {
+        let status = self.child.wait().unwrap();
+        let out = self.output();
+        assert!(status.success(), "mosquitto_sub failed:\n{out}");
+        out
+    }
+}
+
+fn publish(port: u16, ca: &Path, topic: &str, message: &str, version: &str, qos: &str) {
+    let out = Command::new("mosquitto_pub")
+        .args(["-h", "localhost", "-p", &port.to_string(), "--cafile"])
+        .arg(ca)
+        .args(["-t", topic, "-m", message, "-q", qos, "-V", version])
+        .output()
+        .expect("run mosquitto_pub");
+    assert!(
+        out.status.success(),
+        "mosquitto_pub {version} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// For MQTT 3.1, 3.1.1 and 5, QoS 0 and 1: a message published over TLS through the proxy
+/// reaches a subscriber connected over TLS through the proxy.
+#[test]
+fn publish_reaches_subscriber_for_every_protocol_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Pki::localhost().write(dir.path(), "");
+    let broker = testkit::mqtt_broker::start();
+    let port = free_port();
+    let proxy = Proxy::start(
+        dir.path(),
+        &config(port, &files.cert, &files.key, broker.mqtt),
+        &[local(port)],
+    );
+    for version in ["mqttv31", "mqttv311", "mqttv5"] {
+        for qos in ["0", "1"] {
+            let topic = format!("edge/{version}/{qos}");
+            let sub = Subscriber::start(port, &files.ca, &topic, version, 1);
+            let message = format!("hello {version} qos{qos}");
+            publish(port, &files.ca, &topic, &message, version, qos);
+            let out = sub.finish();
+            assert!(
+                out.lines().any(|l| l == message),
+                "{version} qos {qos}: {out}"
+            );
+        }
+    }
+    assert!(!proxy.log().contains("ERROR smq_edge"), "{}", proxy.log());
+}
+
+/// A subscriber connected before a certificate rotation keeps its connection and still receives
+/// messages published after the new certificate is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn subscriber_survives_certificate_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::localhost();
+    let files = pki.write(dir.path(), "");
+    let broker = testkit::mqtt_broker::start();
+    let port = free_port();
+    let proxy = Proxy::start(
+        dir.path(),
+        &config(port, &files.cert, &files.key, broker.mqtt),
+        &[local(port)],
+    );
+    proxy.wait_for_log("certificate reloader running");
+    let sub = Subscriber::start(port, &files.ca, "edge/rotation", "mqttv311", 2);
+    publish(port, &files.ca, "edge/rotation", "before", "mqttv311", "1");
+    let leaf = pki.leaf("localhost", &["localhost", "127.0.0.1"]);
+    for (path, contents) in [(&files.cert, &leaf.chain_pem), (&files.key, &leaf.key_pem)] {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, contents).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+    wait_for_served(
+        local(port),
+        &pki.ca_pem,
+        &fingerprint(&leaf.der),
+        std::time::Duration::from_secs(2),
+    )
+    .await;
+    publish(port, &files.ca, "edge/rotation", "after", "mqttv311", "1");
+    let out = sub.finish();
+    assert!(
+        out.lines().any(|l| l == "before") && out.lines().any(|l| l == "after"),
+        "{out}"
+    );
+}
+
+/// An upstream that refuses connections: the client's TLS connection is closed at once and the
+/// error is logged with the listener's name.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_upstream_closes_the_client_connection() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::localhost();
+    let files = pki.write(dir.path(), "");
+    let port = free_port();
+    let dead = local(free_port());
+    let proxy = Proxy::start(
+        dir.path(),
+        &config(port, &files.cert, &files.key, dead),
+        &[local(port)],
+    );
+    let mut tls = common::tls_stream(local(port), &pki.ca_pem, &[]).await;
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(common::DEADLINE, tls.read(&mut buf))
+        .await
+        .expect("the proxy kept the client connection open")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "expected the connection to be closed");
+    proxy.wait_for_log("cannot connect upstream; closing the client connection");
+    let log = proxy.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("cannot connect upstream"))
+        .unwrap();
+    assert!(
+        line.contains("listener=mqtt") && line.contains("ERROR"),
+        "{line}"
+    );
+}
