@@ -16,6 +16,12 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How certificate files are watched and reloaded.
     pub reload: ReloadSettings,
+    /// Where the admin listener binds, if enabled.
+    pub admin: Option<SocketAddr>,
+    /// The access log, if enabled.
+    pub access_log: Option<AccessLogSettings>,
+    /// Tracing filter from `[log] level` (`RUST_LOG` wins over it).
+    pub log_level: Option<String>,
     /// Where development certificates are generated when absent (`[dev_certs]`).
     pub dev_certs_dir: Option<PathBuf>,
     /// Listeners, in file order.
@@ -112,6 +118,15 @@ fn sha256(data: &[u8]) -> [u8; 32] {
     let mut out = [0; 32];
     out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
     out
+}
+
+/// Access log settings (`[access_log]`).
+#[derive(Debug, Clone)]
+pub struct AccessLogSettings {
+    /// JSON lines rather than text.
+    pub json: bool,
+    /// A file to append to; `None` is standard output.
+    pub path: Option<PathBuf>,
 }
 
 /// Hot-reload settings (`[reload]`).

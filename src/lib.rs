@@ -12,8 +12,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod access_log;
+pub mod admin;
 pub mod config;
 pub mod listeners;
+pub mod metrics;
 pub mod proxy_protocol;
 pub mod respond;
 pub mod routes;

@@ -11,7 +11,12 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 
-use smq_edge::config::Config;
+use std::sync::Arc;
+
+use smq_edge::access_log::{self, AccessLog};
+use smq_edge::admin::Admin;
+use smq_edge::config::{AccessLogSettings, Config};
+use smq_edge::metrics::Metrics;
 use smq_edge::settings::env::ProcessEnv;
 use smq_edge::shutdown::{self, InFlight};
 use smq_edge::tls::dev_certs;
@@ -60,11 +65,11 @@ enum CertsCommand {
 }
 
 fn main() -> ExitCode {
-    init_logging();
+    let log_filter = init_logging();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run(&cli.config),
-        Command::Check { print } => check(&cli.config, print),
+        Command::Run => run(&cli.config, &log_filter),
+        Command::Check { print } => check(&cli.config, print, &log_filter),
         Command::Certs {
             command: CertsCommand::Dev { dir },
         } => dev_certs::generate(&dir)
@@ -84,8 +89,8 @@ fn main() -> ExitCode {
 }
 
 /// `smq-edge check`: everything `run` does before binding.
-fn check(path: &Path, print: bool) -> anyhow::Result<()> {
-    let (config, material) = prepare(path)?;
+fn check(path: &Path, print: bool, log_filter: &LogFilter) -> anyhow::Result<()> {
+    let (config, material) = prepare(path, log_filter)?;
     if print {
         for e in &config.effective {
             println!("{} = {:?}  # {}", e.key, e.value, e.origin);
@@ -111,29 +116,54 @@ fn check(path: &Path, print: bool) -> anyhow::Result<()> {
 }
 
 /// `smq-edge run`: prepare, bind, serve until SIGTERM/SIGINT, drain, exit.
-fn run(path: &Path) -> anyhow::Result<()> {
-    let (config, material) = prepare(path)?;
+fn run(path: &Path, log_filter: &LogFilter) -> anyhow::Result<()> {
+    let (config, material) = prepare(path, log_filter)?;
     listeners::check_binds(&config)?;
+
+    let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let (access_log, log_guard) = match &config.access_log {
+        Some(settings) => {
+            let (log, guard) = open_access_log(settings)?;
+            (Some(log), Some(guard))
+        }
+        None => (None, None),
+    };
 
     let mut server = Server::new_with_opt_and_conf(None, server_conf(&config));
     server.bootstrap();
-    let in_flight = InFlight::default();
-    let (services, _stats) = listeners::services(
+    let shared = listeners::Shared {
+        metrics: metrics.clone(),
+        access_log,
+        in_flight: InFlight::default(),
+    };
+    let services = listeners::services(
         &config,
         &material.listeners,
         &material.upstreams,
         &server.configuration,
-        &in_flight,
+        &shared,
     )?;
-    let reloader = Reloader::new(material.reloadable, config.reload);
+    let reloader = Reloader::new(material.reloadable, config.reload, metrics.clone());
     server.add_service(background_service("tls reloader", reloader));
+    if let Some(addr) = config.admin {
+        let listeners = config
+            .listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.listen))
+            .collect();
+        let admin = Admin::new(addr, metrics, listeners, material.inventory);
+        server.add_service(background_service("admin", admin));
+    }
     for service in services {
         server.add_boxed_service(service);
     }
+    // Flush the access log's queue before the process exits.
+    let flush = move || drop(log_guard);
     shutdown::drain_then_exit(
         server.watch_execution_phase(),
-        in_flight,
+        shared.in_flight.clone(),
         config.shutdown_grace,
+        Box::new(flush),
     );
     for l in &config.listeners {
         let tls = if l.tls.is_some() {
@@ -150,8 +180,9 @@ fn run(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Settings → `Config` → TLS stores, with dev certificates created first when asked for.
-fn prepare(path: &Path) -> anyhow::Result<(Config, Material)> {
+fn prepare(path: &Path, log_filter: &LogFilter) -> anyhow::Result<(Config, Material)> {
     let config = settings::load(path, &ProcessEnv)?;
+    apply_log_level(log_filter, config.log_level.as_deref());
     for n in &config.notices {
         if n.warn {
             tracing::warn!("{}", n.message);
@@ -197,12 +228,63 @@ fn server_conf(config: &Config) -> ServerConf {
 /// (TCP health probes, scanners) at error level; that is not for an operator to act on.
 const DEFAULT_LOG_FILTER: &str = "info,pingora_core::apps=off";
 
-fn init_logging() {
+/// Handle to change the log filter once the config is read.
+type LogFilter =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+fn init_logging() -> LogFilter {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr),
+        )
         .init();
+    handle
+}
+
+/// Applies `[log] level` unless `RUST_LOG` is set (the environment wins, as for every setting).
+fn apply_log_level(handle: &LogFilter, level: Option<&str>) {
+    let (Some(level), Err(_)) = (level, std::env::var("RUST_LOG")) else {
+        return;
+    };
+    match tracing_subscriber::EnvFilter::try_new(level) {
+        Ok(filter) => {
+            if let Err(e) = handle.reload(filter) {
+                tracing::warn!(error = %e, "cannot apply [log] level");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(level, error = %e, "[log] level is not a valid filter; keeping the default")
+        }
+    }
+}
+
+/// Opens the access log's destination behind a non-blocking writer.
+fn open_access_log(
+    settings: &AccessLogSettings,
+) -> anyhow::Result<(AccessLog, tracing_appender::non_blocking::WorkerGuard)> {
+    let format = if settings.json {
+        access_log::Format::Json
+    } else {
+        access_log::Format::Text
+    };
+    let (writer, guard) = match &settings.path {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("access_log.path: cannot open {}", path.display()))?;
+            tracing_appender::non_blocking(file)
+        }
+        None => tracing_appender::non_blocking(std::io::stdout()),
+    };
+    Ok((AccessLog::new(format, writer), guard))
 }

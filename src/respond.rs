@@ -65,6 +65,26 @@ pub async fn proxy_failure(
     }
 }
 
+/// A bounded label for why reaching an upstream failed: `tls_verify` when the upstream's
+/// certificate was refused, `connect` for connection failures, `other` otherwise.
+pub fn upstream_error_kind(e: &Error) -> &'static str {
+    let text = e.to_string();
+    if text.contains("invalid peer certificate") || text.contains("InvalidCertificate") {
+        "tls_verify"
+    } else if matches!(
+        e.etype(),
+        ErrorType::ConnectRefused
+            | ErrorType::ConnectTimedout
+            | ErrorType::ConnectError
+            | ErrorType::ConnectNoRoute
+            | ErrorType::TLSHandshakeFailure
+    ) {
+        "connect"
+    } else {
+        "other"
+    }
+}
+
 /// The HTTP status for an error: 504 for upstream timeouts, 502 for other upstream failures,
 /// 0 when the client itself is gone (nothing to answer).
 pub fn http_status(e: &Error) -> u16 {

@@ -69,6 +69,7 @@ pub fn drain_then_exit(
     mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
     in_flight: InFlight,
     grace: Duration,
+    before_exit: Box<dyn FnOnce() + Send>,
 ) {
     std::thread::spawn(move || {
         loop {
@@ -88,6 +89,7 @@ pub fn drain_then_exit(
                 tracing::warn!(requests = n, grace = ?grace, "grace period over; exiting with requests in flight")
             }
         }
+        before_exit();
         std::process::exit(0);
     });
 }

@@ -3,15 +3,17 @@
 //! (`upstream_request_filter`), and answer failures as HTTP or gRPC (`fail_to_proxy`).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use pingora::http::RequestHeader;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, ErrorSource, ErrorType, Result};
 
+use super::accept::Handshakes;
 use super::stats::ListenerStats;
+use crate::access_log::{self, AccessLog, RequestView};
 use crate::config::{BearerToken, Route};
 use crate::respond;
 use crate::routes;
@@ -32,12 +34,22 @@ pub struct HttpEdge {
     pub in_flight: InFlight,
     /// Standalone mode's token, required on every non-health HTTP request.
     pub bearer: Option<BearerToken>,
-    /// Request and byte counters.
+    /// The listener's collectors.
     pub stats: Arc<ListenerStats>,
+    /// Where access log lines go, if enabled.
+    pub access_log: Option<AccessLog>,
+    /// SNI of each open connection.
+    pub handshakes: Arc<Handshakes>,
+    /// Each route's label for metrics and logs, by route index.
+    pub route_labels: Vec<String>,
 }
 
 /// Per-request state, decided once in `request_filter` and read by later phases.
 pub struct RequestCtx {
+    /// When the request started.
+    started: Instant,
+    /// Index of the chosen route.
+    route: Option<usize>,
     /// Index of the chosen upstream.
     upstream: Option<usize>,
     /// Path and query to forward when the route strips its prefix.
@@ -52,6 +64,8 @@ impl ProxyHttp for HttpEdge {
 
     fn new_ctx(&self) -> Self::CTX {
         RequestCtx {
+            started: Instant::now(),
+            route: None,
             upstream: None,
             rewritten: None,
             _in_flight: self.in_flight.enter(),
@@ -81,6 +95,7 @@ impl ProxyHttp for HttpEdge {
                     upstream = %self.upstreams[selected.route.upstream].config.name,
                     "route selected"
                 );
+                ctx.route = Some(selected.index);
                 ctx.upstream = Some(selected.route.upstream);
                 ctx.rewritten = selected.rewritten;
                 Ok(false)
@@ -153,12 +168,18 @@ impl ProxyHttp for HttpEdge {
         Ok(())
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, _ctx: &mut Self::CTX) {
-        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        let read = session.as_downstream().body_bytes_read() as u64;
-        let sent = session.as_downstream().body_bytes_sent() as u64;
-        self.stats.bytes_in.fetch_add(read, Ordering::Relaxed);
-        self.stats.bytes_out.fetch_add(sent, Ordering::Relaxed);
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        let sni = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .and_then(|a| self.handshakes.sni(a));
+        let view = RequestView {
+            route: ctx.route.map_or("none", |i| self.route_labels[i].as_str()),
+            upstream: ctx.upstream.map(|i| self.upstreams[i].config.name.as_str()),
+            started: ctx.started,
+            sni,
+        };
+        access_log::record(&self.stats, self.access_log.as_ref(), session, e, view);
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, _error: &Error) -> bool {
@@ -173,6 +194,14 @@ impl ProxyHttp for HttpEdge {
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
         let upstream = ctx.upstream.map(|i| self.upstreams[i].config.name.as_str());
+        if let (Some(name), ErrorSource::Upstream) = (upstream, e.esource()) {
+            let kind = respond::upstream_error_kind(e);
+            self.stats
+                .metrics
+                .upstream_errors
+                .with_label_values(&[name, kind])
+                .inc();
+        }
         respond::proxy_failure(session, e, &self.listener, upstream).await
     }
 }

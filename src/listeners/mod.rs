@@ -2,6 +2,7 @@
 //! and the checks pingora does not make for us (every address can be bound; a listener that fails
 //! to start ends the process instead of panicking in a thread while the process lingers).
 
+pub mod accept;
 pub mod http;
 pub mod stats;
 pub mod tcp;
@@ -13,24 +14,23 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::FutureExt;
 use pingora::apps::HttpServerOptions;
+use pingora::apps::ServerApp;
 use pingora::connectors::TransportConnector;
-use pingora::listeners::tls::TlsSettings;
-use pingora::proxy::http_proxy_service_with_name;
+use pingora::listeners::tls::Acceptor;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{ListenFds, ShutdownWatch};
 use pingora::services::{Service, ServiceWithDependents};
 
-use crate::config::{Config, Listener, ListenerProtocol, TlsFiles};
+use crate::access_log::AccessLog;
+use crate::config::{Config, Listener, ListenerProtocol, Route, TlsFiles};
+use crate::metrics::Metrics;
 use crate::shutdown::InFlight;
-use crate::tls::resolver::StoreResolver;
 use crate::tls::store::CertStore;
 use crate::upstream::UpstreamRuntime;
+use accept::{Accepting, HTTP_ALPN, Handshakes};
 use http::HttpEdge;
 use stats::ListenerStats;
 use tcp::TcpEdge;
-
-/// Each listener's counters, by listener name.
-pub type StatsByListener = HashMap<String, Arc<ListenerStats>>;
 
 /// Why a listener cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -68,46 +68,79 @@ pub fn check_binds(config: &Config) -> Result<(), ListenerError> {
     Ok(())
 }
 
-/// Builds one pingora service per listener, and the counters each keeps.
+/// What every listener shares.
+pub struct Shared {
+    /// Every collector.
+    pub metrics: Arc<Metrics>,
+    /// Where access log lines go, if enabled.
+    pub access_log: Option<AccessLog>,
+    /// Counts requests so shutdown can wait for them.
+    pub in_flight: InFlight,
+}
+
+/// Builds one pingora service per listener.
 pub fn services(
     config: &Config,
     stores: &HashMap<TlsFiles, Arc<CertStore>>,
     upstreams: &Arc<Vec<Arc<UpstreamRuntime>>>,
     server_conf: &Arc<ServerConf>,
-    in_flight: &InFlight,
-) -> Result<(Vec<Box<dyn ServiceWithDependents>>, StatsByListener), ListenerError> {
+    shared: &Shared,
+) -> Result<Vec<Box<dyn ServiceWithDependents>>, ListenerError> {
+    let provider = crate::tls::provider();
+    // One ticketer for the process: resumption survives certificate reloads.
+    let ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| ListenerError::Tls {
+        listener: "*".into(),
+        reason: e.to_string(),
+    })?;
     let mut out: Vec<Box<dyn ServiceWithDependents>> = Vec::new();
-    let mut all_stats = StatsByListener::new();
     for l in &config.listeners {
-        let stats = Arc::new(ListenerStats::default());
-        all_stats.insert(l.name.clone(), stats.clone());
+        let stats = Arc::new(ListenerStats::new(&l.name, shared.metrics.clone()));
+        let handshakes = Arc::new(Handshakes::default());
         let store = l.tls.as_ref().and_then(|files| stores.get(files));
-        match l.protocol {
+        let alpn: &[&[u8]] = match l.protocol {
+            ListenerProtocol::Http => HTTP_ALPN,
+            ListenerProtocol::Tcp { .. } => &[],
+        };
+        let acceptor = match store {
+            Some(store) => {
+                let tls =
+                    accept::server_config(store.clone(), alpn, provider.clone(), ticketer.clone())
+                        .map_err(|e| ListenerError::Tls {
+                            listener: l.name.clone(),
+                            reason: e.to_string(),
+                        })?;
+                Some(Acceptor::from_server_config(Arc::new(tls)))
+            }
+            None => None,
+        };
+        let service: Box<dyn ServiceWithDependents> = match l.protocol {
             ListenerProtocol::Http => {
                 let edge = HttpEdge {
                     listener: l.name.clone(),
                     is_tls: l.tls.is_some(),
                     routes: l.routes.clone(),
+                    route_labels: l.routes.iter().map(route_label).collect(),
                     upstreams: upstreams.clone(),
-                    in_flight: in_flight.clone(),
+                    in_flight: shared.in_flight.clone(),
                     bearer: config.standalone.as_ref().map(|s| s.token.clone()),
-                    stats,
+                    stats: stats.clone(),
+                    access_log: shared.access_log.clone(),
+                    handshakes: handshakes.clone(),
                 };
-                let mut service = http_proxy_service_with_name(server_conf, edge, &l.name);
+                let mut proxy = pingora::proxy::http_proxy(server_conf, edge);
                 if store.is_none() {
                     // Plaintext listeners also accept prior-knowledge HTTP/2, so gRPC clients work.
                     let mut options = HttpServerOptions::default();
                     options.h2c = true;
-                    if let Some(app) = service.app_logic_mut() {
-                        app.server_options = Some(options);
-                    }
+                    proxy.server_options = Some(options);
                 }
-                bind(&mut service, l, store, true)?;
-                service.threads = Some(config.threads);
-                out.push(Box::new(ExitOnStartFailure {
-                    listener: l.name.clone(),
-                    inner: service,
-                }));
+                let app = Accepting {
+                    acceptor,
+                    inner: Arc::new(proxy),
+                    stats,
+                    handshakes,
+                };
+                listening(l, app, config.threads)
             }
             ListenerProtocol::Tcp { idle_timeout } => {
                 let Some(upstream) = l.routes.first().map(|r| upstreams[r.upstream].clone()) else {
@@ -118,44 +151,46 @@ pub fn services(
                     upstream,
                     connector: TransportConnector::new(None),
                     idle_timeout,
-                    stats,
+                    stats: stats.clone(),
+                    access_log: shared.access_log.clone(),
                 };
-                let mut service = pingora::services::listening::Service::new(l.name.clone(), edge);
-                bind(&mut service, l, store, false)?;
-                service.threads = Some(config.threads);
-                out.push(Box::new(ExitOnStartFailure {
-                    listener: l.name.clone(),
-                    inner: service,
-                }));
+                let app = Accepting {
+                    acceptor,
+                    inner: Arc::new(edge),
+                    stats,
+                    handshakes,
+                };
+                listening(l, app, config.threads)
             }
-        }
+        };
+        out.push(service);
     }
-    Ok((out, all_stats))
+    Ok(out)
 }
 
-/// Adds the listener's address to `service`: TLS from its store (ALPN `h2` and `http/1.1` for
-/// HTTP listeners), or plaintext.
-fn bind<A>(
-    service: &mut pingora::services::listening::Service<A>,
+/// A plain TCP pingora listener running `app` (which does the TLS handshake itself).
+fn listening<A: ServerApp + Send + Sync + 'static>(
     l: &Listener,
-    store: Option<&Arc<CertStore>>,
-    http: bool,
-) -> Result<(), ListenerError> {
-    let addr = l.listen.to_string();
-    let Some(store) = store else {
-        service.add_tcp(&addr);
-        return Ok(());
-    };
-    let mut tls = TlsSettings::intermediate("", "").map_err(|e| ListenerError::Tls {
+    app: A,
+    threads: usize,
+) -> Box<dyn ServiceWithDependents> {
+    let mut service = pingora::services::listening::Service::new(l.name.clone(), app);
+    service.add_tcp(&l.listen.to_string());
+    service.threads = Some(threads);
+    Box::new(ExitOnStartFailure {
         listener: l.name.clone(),
-        reason: e.to_string(),
-    })?;
-    tls.set_cert_resolver(Arc::new(StoreResolver::new(store.clone())));
-    if http {
-        tls.enable_h2();
+        inner: service,
+    })
+}
+
+/// A route's label for metrics and logs: from the config, never from a request.
+fn route_label(route: &Route) -> String {
+    match (&route.host, &route.path_prefix) {
+        (Some(h), Some(p)) => format!("{h}{}", p.raw),
+        (Some(h), None) => h.clone(),
+        (None, Some(p)) => p.raw.clone(),
+        (None, None) => "*".to_owned(),
     }
-    service.add_tls_with_settings(&addr, None, tls);
-    Ok(())
 }
 
 /// Runs a pingora service and ends the process if it fails while starting: pingora `expect`s its

@@ -13,9 +13,11 @@ use pingora::apps::ServerApp;
 use pingora::connectors::TransportConnector;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
+use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::stats::ListenerStats;
+use crate::access_log::{AccessLog, SessionView, record_session};
 use crate::upstream::UpstreamRuntime;
 
 /// Size of each direction's copy buffer.
@@ -33,6 +35,8 @@ pub struct TcpEdge {
     pub idle_timeout: Duration,
     /// Connection and byte counters.
     pub stats: Arc<ListenerStats>,
+    /// Where session lines go, if enabled.
+    pub access_log: Option<AccessLog>,
 }
 
 #[async_trait]
@@ -42,7 +46,6 @@ impl ServerApp for TcpEdge {
         downstream: Stream,
         _shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let _open = self.stats.open();
         let digest = downstream.get_socket_digest();
         let client = digest
             .as_ref()
@@ -55,17 +58,43 @@ impl ServerApp for TcpEdge {
             .and_then(|a| a.as_inet())
             .copied();
         let upstream_name = &self.upstream.config.name;
+        let started = Instant::now();
+        let session = |outcome, bytes| SessionView {
+            upstream: upstream_name,
+            client,
+            outcome,
+            bytes,
+            started,
+        };
         let peer = self.upstream.peer(client, server);
         let upstream = match self.connector.new_stream(&peer).await {
             Ok(s) => s,
             Err(e) => {
+                record_session(
+                    &self.stats,
+                    self.access_log.as_ref(),
+                    session("upstream refused", (0, 0)),
+                );
                 // Dropping the client's stream closes its connection right away.
                 tracing::error!(listener = %self.listener, upstream = %upstream_name, client = ?client, error = %e, "cannot connect upstream; closing the client connection");
+                self.stats
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[
+                        upstream_name.as_str(),
+                        crate::respond::upstream_error_kind(&e),
+                    ])
+                    .inc();
                 return None;
             }
         };
-        let outcome = relay(downstream, upstream, self.idle_timeout, &self.stats).await;
+        let (outcome, bytes) = relay(downstream, upstream, self.idle_timeout, &self.stats).await;
         tracing::debug!(listener = %self.listener, upstream = %upstream_name, client = ?client, outcome, "tcp session ended");
+        record_session(
+            &self.stats,
+            self.access_log.as_ref(),
+            session(outcome, bytes),
+        );
         None
     }
 }
@@ -76,13 +105,26 @@ async fn relay(
     upstream: Stream,
     idle: Duration,
     stats: &ListenerStats,
-) -> &'static str {
+) -> (&'static str, (u64, u64)) {
     let start = Instant::now();
     let last = AtomicU64::new(0);
+    let (sent_in, sent_out) = (AtomicU64::new(0), AtomicU64::new(0));
     let (down_read, down_write) = tokio::io::split(downstream);
     let (up_read, up_write) = tokio::io::split(upstream);
-    let inbound = copy_half(down_read, up_write, &stats.bytes_in, &last, start);
-    let outbound = copy_half(up_read, down_write, &stats.bytes_out, &last, start);
+    let inbound = copy_half(
+        down_read,
+        up_write,
+        (&stats.bytes_in, &sent_in),
+        &last,
+        start,
+    );
+    let outbound = copy_half(
+        up_read,
+        down_write,
+        (&stats.bytes_out, &sent_out),
+        &last,
+        start,
+    );
     let watchdog = async {
         loop {
             let silent = start
@@ -94,20 +136,21 @@ async fn relay(
             tokio::time::sleep(idle - silent).await;
         }
     };
-    tokio::select! {
+    let outcome = tokio::select! {
         (a, b) = futures::future::join(inbound, outbound) => match (a, b) {
             (Ok(()), Ok(())) => "closed",
             _ => "reset",
         },
         () = watchdog => "idle timeout",
-    }
+    };
+    (outcome, (sent_in.into_inner(), sent_out.into_inner()))
 }
 
 /// One direction: read until EOF, then shut the other side's write half (half-close).
 async fn copy_half<R, W>(
     mut from: R,
     mut to: W,
-    counter: &AtomicU64,
+    (counter, session): (&IntCounter, &AtomicU64),
     last: &AtomicU64,
     start: Instant,
 ) -> std::io::Result<()>
@@ -123,7 +166,8 @@ where
         }
         to.write_all(&buf[..n]).await?;
         to.flush().await?;
-        counter.fetch_add(n as u64, Ordering::Relaxed);
+        counter.inc_by(n as u64);
+        session.fetch_add(n as u64, Ordering::Relaxed);
         last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 }

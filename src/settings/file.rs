@@ -13,6 +13,14 @@ pub struct FileConfig {
     /// Certificate hot-reload.
     #[serde(default)]
     pub reload: ReloadSection,
+    /// The admin listener (metrics, health, certificate inventory); absent means none.
+    pub admin: Option<AdminSection>,
+    /// The per-request access log.
+    #[serde(default)]
+    pub access_log: AccessLogSection,
+    /// Process logging.
+    #[serde(default)]
+    pub log: LogSection,
     /// Development certificate generation; absent in production configs.
     pub dev_certs: Option<DevCertsSection>,
     /// Ports the proxy listens on.
@@ -31,6 +39,34 @@ pub struct ServerSection {
     pub threads: Option<usize>,
     /// How long in-flight requests may run after SIGTERM/SIGINT, e.g. `"10s"`.
     pub shutdown_grace: Option<String>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address of the admin listener, default `127.0.0.1:9901`.
+    pub listen: Option<String>,
+}
+
+/// `[access_log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogSection {
+    /// Write one line per request and per tcp session.
+    pub enabled: Option<bool>,
+    /// `text` or `json`.
+    pub format: Option<String>,
+    /// A file to append to, or `-` for standard output.
+    pub path: Option<String>,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// A tracing filter such as `info` or `info,smq_edge=debug`; `RUST_LOG` overrides it.
+    pub level: Option<String>,
 }
 
 /// `[reload]`.

@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{Config, Effective, Notice, Origin, ReloadSettings};
+use crate::config::{AccessLogSettings, Config, Effective, Notice, Origin, ReloadSettings};
 use env::Vars;
 use file::FileConfig;
 
@@ -24,6 +24,8 @@ use file::FileConfig;
 pub const DEFAULT_THREADS: usize = 2;
 /// Default drain time after SIGTERM/SIGINT.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Default address of the admin listener: loopback only.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 /// Default periodic certificate re-check.
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
 /// Default time a half-replaced certificate/key pair may take to settle.
@@ -222,6 +224,57 @@ pub fn build(mut file: FileConfig, vars: &dyn Vars) -> Result<Config, SettingsEr
         humantime::format_duration(reload.settle),
     );
 
+    let admin = file.admin.as_ref().and_then(|a| {
+        let raw = a.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
+        match raw.parse::<std::net::SocketAddr>() {
+            Ok(addr) => {
+                b.record_or_default("admin.listen", a.listen.is_some(), addr);
+                Some(addr)
+            }
+            Err(_) => {
+                b.errs.push(invalid(
+                    "admin.listen",
+                    format!("{raw:?} is not an IP:port socket address"),
+                ));
+                None
+            }
+        }
+    });
+    let access_log = match file.access_log.enabled {
+        Some(false) => None,
+        _ => {
+            let json = match file.access_log.format.as_deref() {
+                None | Some("text") => false,
+                Some("json") => true,
+                Some(other) => {
+                    b.errs.push(invalid(
+                        "access_log.format",
+                        format!("unknown format {other:?}; expected \"text\" or \"json\""),
+                    ));
+                    false
+                }
+            };
+            b.record_or_default(
+                "access_log.format",
+                file.access_log.format.is_some(),
+                if json { "json" } else { "text" },
+            );
+            let path = file
+                .access_log
+                .path
+                .as_deref()
+                .filter(|p| *p != "-")
+                .map(PathBuf::from);
+            b.record_or_default(
+                "access_log.path",
+                file.access_log.path.is_some(),
+                path.as_ref()
+                    .map_or_else(|| "-".to_owned(), |p| p.display().to_string()),
+            );
+            Some(AccessLogSettings { json, path })
+        }
+    };
+
     let mut upstreams = Vec::new();
     let mut upstream_index = HashMap::new();
     for (i, u) in file.upstreams.iter().enumerate() {
@@ -283,6 +336,9 @@ pub fn build(mut file: FileConfig, vars: &dyn Vars) -> Result<Config, SettingsEr
         threads,
         shutdown_grace,
         reload,
+        admin,
+        access_log,
+        log_level: file.log.level.clone(),
         dev_certs_dir: file.dev_certs.map(|d| PathBuf::from(d.dir)),
         listeners,
         upstreams,

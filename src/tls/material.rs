@@ -18,6 +18,8 @@ pub struct Material {
     pub upstreams: Arc<Vec<Arc<UpstreamRuntime>>>,
     /// Every store, for the reloader.
     pub reloadable: Vec<Arc<dyn Reloadable>>,
+    /// Every store with the listeners and upstreams that use it, for the inventory.
+    pub inventory: Vec<(Arc<dyn Reloadable>, Vec<String>)>,
 }
 
 impl Material {
@@ -100,10 +102,46 @@ impl Material {
         if !problems.is_empty() {
             return Err(problems);
         }
+        let inventory = inventory(config, &listeners, &cas, &clients, &reloadable);
         Ok(Self {
             listeners,
             upstreams: Arc::new(upstreams),
             reloadable,
+            inventory,
         })
     }
+}
+
+/// Pairs each store with the listeners and upstreams that read it.
+fn inventory(
+    config: &Config,
+    listeners: &HashMap<TlsFiles, Arc<CertStore>>,
+    cas: &HashMap<PemSource, Arc<CaStore>>,
+    clients: &HashMap<TlsFiles, Arc<ClientStore>>,
+    stores: &[Arc<dyn Reloadable>],
+) -> Vec<(Arc<dyn Reloadable>, Vec<String>)> {
+    let mut users: Vec<Vec<String>> = vec![Vec::new(); stores.len()];
+    let mut add = |label: &str, user: String| {
+        if let Some(i) = stores.iter().position(|s| s.label() == label) {
+            users[i].push(user);
+        }
+    };
+    for l in &config.listeners {
+        if let Some(store) = l.tls.as_ref().and_then(|f| listeners.get(f)) {
+            add(store.label(), format!("listener {}", l.name));
+        }
+    }
+    for u in &config.upstreams {
+        let tls = u.tls.as_ref();
+        if let Some(store) = tls.and_then(|t| t.ca.as_ref()).and_then(|c| cas.get(c)) {
+            add(store.label(), format!("upstream {}", u.name));
+        }
+        if let Some(store) = tls
+            .and_then(|t| t.client.as_ref())
+            .and_then(|c| clients.get(c))
+        {
+            add(store.label(), format!("upstream {}", u.name));
+        }
+    }
+    stores.iter().cloned().zip(users).collect()
 }

@@ -73,7 +73,7 @@ pub enum PemError {
 }
 
 /// A leaf certificate described for logs and the certificate inventory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CertSummary {
     /// Subject distinguished name.
     pub subject: String,
@@ -81,8 +81,14 @@ pub struct CertSummary {
     pub sans: Vec<String>,
     /// Serial number, hex.
     pub serial: String,
+    /// Issuer distinguished name.
+    pub issuer: String,
+    /// Start of validity, RFC 3339.
+    pub not_before: String,
     /// Expiry, RFC 3339.
     pub not_after: String,
+    /// Expiry, Unix time (for the expiry gauge).
+    pub not_after_unix: i64,
     /// SHA-256 of the DER, lower-case hex.
     pub sha256: String,
 }
@@ -271,7 +277,10 @@ pub fn summarize(der: &CertificateDer<'_>) -> Option<CertSummary> {
         subject: cert.subject().to_string(),
         sans,
         serial: cert.raw_serial_as_string().replace(':', ""),
+        issuer: cert.issuer().to_string(),
+        not_before: rfc3339(&cert.validity().not_before),
         not_after: rfc3339(&cert.validity().not_after),
+        not_after_unix: cert.validity().not_after.timestamp(),
         sha256: sha256_hex(der),
     })
 }

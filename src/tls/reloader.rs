@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use super::pem::CertSummary;
 use super::store::{HasLeaf, Reload, Store};
 use crate::config::{PemSource, ReloadSettings};
+use crate::metrics::Metrics;
 
 /// Quiet time after a filesystem event before reloading, so that a burst of writes (a file
 /// written in pieces, a Kubernetes secret update) is read once, whole.
@@ -35,6 +36,8 @@ pub trait Reloadable: Send + Sync {
     fn reload(&self, now: Instant, settle: Duration) -> Reload;
     /// The current certificate (leaf, or first CA), for logs.
     fn summary(&self) -> Option<CertSummary>;
+    /// When a reload last applied new material, and the last failure since then.
+    fn reload_status(&self) -> (Option<std::time::SystemTime>, Option<String>);
 }
 
 impl<T: HasLeaf + Send + Sync> Reloadable for Store<T> {
@@ -53,18 +56,34 @@ impl<T: HasLeaf + Send + Sync> Reloadable for Store<T> {
     fn summary(&self) -> Option<CertSummary> {
         Store::summary(self)
     }
+
+    fn reload_status(&self) -> (Option<std::time::SystemTime>, Option<String>) {
+        Store::reload_status(self)
+    }
 }
 
 /// Watches and reloads a set of stores.
 pub struct Reloader {
     stores: Vec<Arc<dyn Reloadable>>,
     settings: ReloadSettings,
+    metrics: Arc<Metrics>,
 }
 
 impl Reloader {
-    /// A reloader for `stores`.
-    pub fn new(stores: Vec<Arc<dyn Reloadable>>, settings: ReloadSettings) -> Self {
-        Self { stores, settings }
+    /// A reloader for `stores`, counting outcomes in `metrics`.
+    pub fn new(
+        stores: Vec<Arc<dyn Reloadable>>,
+        settings: ReloadSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        for store in &stores {
+            set_expiry(&metrics, store.as_ref());
+        }
+        Self {
+            stores,
+            settings,
+            metrics,
+        }
     }
 
     /// Reloads every store once and logs what changed. Returns whether a store is waiting for
@@ -82,12 +101,32 @@ impl Reloader {
                         "key and certificate do not match yet; waiting for the pair to settle"
                     );
                 }
-                Reload::Applied => log_applied(store.as_ref()),
-                Reload::Failed(e) => tracing::error!(
-                    store = store.label(),
-                    error = %e,
-                    "reload failed; still serving the last good material"
-                ),
+                Reload::Applied => {
+                    log_applied(store.as_ref());
+                    self.metrics
+                        .reloads
+                        .with_label_values(&[store.label(), "applied"])
+                        .inc();
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs() as i64);
+                    self.metrics
+                        .last_reload
+                        .with_label_values(&[store.label()])
+                        .set(now);
+                    set_expiry(&self.metrics, store.as_ref());
+                }
+                Reload::Failed(e) => {
+                    self.metrics
+                        .reloads
+                        .with_label_values(&[store.label(), "failed"])
+                        .inc();
+                    tracing::error!(
+                        store = store.label(),
+                        error = %e,
+                        "reload failed; still serving the last good material"
+                    )
+                }
             }
         }
         settling
@@ -116,6 +155,15 @@ fn parent(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
+    }
+}
+
+fn set_expiry(metrics: &Metrics, store: &dyn Reloadable) {
+    if let Some(s) = store.summary() {
+        metrics
+            .certificate_not_after
+            .with_label_values(&[store.label()])
+            .set(s.not_after_unix);
     }
 }
 

@@ -74,6 +74,10 @@ pub struct Store<T> {
 
 #[derive(Default)]
 struct ReloadState {
+    /// When material was last applied by a reload (not at start).
+    last_applied: Option<SystemTime>,
+    /// The last reload failure, until a later reload succeeds.
+    last_error: Option<String>,
     /// Digest of the file contents now served.
     served: [u8; 32],
     /// Digest of the last content reported as failed.
@@ -129,6 +133,14 @@ impl<T> Store<T> {
         &self.stats
     }
 
+    /// When a reload last applied new material, and the last failure since then.
+    pub fn reload_status(&self) -> (Option<SystemTime>, Option<String>) {
+        match self.state.lock() {
+            Ok(state) => (state.last_applied, state.last_error.clone()),
+            Err(_) => (None, None),
+        }
+    }
+
     /// Re-reads the files and publishes new material if it changed and passes every check.
     /// A key that does not match its certificate is given `settle` to be joined by its partner
     /// before it counts as a failure.
@@ -163,6 +175,7 @@ impl<T> Store<T> {
                 self.stats.applied.fetch_add(1, Ordering::Relaxed);
                 *state = ReloadState {
                     served: hash,
+                    last_applied: Some(SystemTime::now()),
                     ..ReloadState::default()
                 };
                 Reload::Applied
@@ -171,6 +184,7 @@ impl<T> Store<T> {
             Err(e) => {
                 state.reported = Some(hash);
                 state.mismatch_since = None;
+                state.last_error = Some(e.to_string());
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 Reload::Failed(e)
             }
