@@ -104,7 +104,7 @@ pub fn record(
         .unwrap_or_default();
     let tls_version = digest
         .and_then(|d| d.ssl_digest.as_ref())
-        .map(|s| s.version.to_string());
+        .map(|s| crate::metrics::tls_version(&s.version));
     let alpn = match (tls_version.is_some(), session.is_http2()) {
         (_, true) if tls_version.is_none() => Some("h2c"),
         (true, true) => Some("h2"),
@@ -147,7 +147,7 @@ pub fn record(
             "{time} {client} {listener} sni={sni} {tls} {alpn} \"{method} {path}\" {status} grpc={grpc} upstream={upstream} in={bytes_in} out={bytes_out} {secs:.6}s\n",
             listener = stats.name,
             sni = view.sni.as_deref().unwrap_or("-"),
-            tls = tls_version.as_deref().unwrap_or("-"),
+            tls = tls_version.unwrap_or("-"),
             alpn = alpn.unwrap_or("-"),
             method = req.method,
             grpc = grpc_status.as_deref().unwrap_or("-"),

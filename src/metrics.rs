@@ -146,6 +146,15 @@ impl Metrics {
     }
 }
 
+/// The TLS version as operators write it (`TLSv1.3`), from rustls' name (`TLSv1_3`).
+pub fn tls_version(raw: &str) -> &'static str {
+    match raw {
+        "TLSv1_3" | "TLSv1.3" => "TLSv1.3",
+        "TLSv1_2" | "TLSv1.2" => "TLSv1.2",
+        _ => "other",
+    }
+}
+
 /// `2xx`-style class of an HTTP status (`0` when no response was written).
 pub fn status_class(status: u16) -> &'static str {
     match status {

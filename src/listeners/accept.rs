@@ -96,7 +96,9 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Accepting<A> {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.tls_handshake(*tcp)).await {
                     Ok(Ok(tls)) => {
                         let ssl = pingora::protocols::Ssl::get_ssl(&tls);
-                        let version = ssl.and_then(|s| s.version()).unwrap_or("unknown");
+                        let version = crate::metrics::tls_version(
+                            ssl.and_then(|s| s.version()).unwrap_or(""),
+                        );
                         let alpn = match pingora::protocols::Ssl::selected_alpn_proto(&tls) {
                             Some(ALPN::H2) => "h2",
                             Some(ALPN::H1) => "http/1.1",
