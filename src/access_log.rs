@@ -50,6 +50,8 @@ pub struct RequestView<'a> {
     pub started: Instant,
     /// SNI of the connection, if it was TLS with SNI.
     pub sni: Option<String>,
+    /// `grpc-status` from the response trailers, for streamed gRPC answers.
+    pub grpc_status: Option<String>,
 }
 
 /// Records a finished request in the metrics and the access log.
@@ -64,10 +66,13 @@ pub fn record(
     let req = session.req_header();
     let response = session.response_written();
     let status = response.map_or(0, |r| r.status.as_u16());
-    let grpc_status = response
-        .and_then(|r| r.headers.get("grpc-status"))
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    // Streamed gRPC answers carry grpc-status in trailers; trailers-only ones in the headers.
+    let grpc_status = view.grpc_status.clone().or_else(|| {
+        response
+            .and_then(|r| r.headers.get("grpc-status"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
     let is_grpc = req
         .headers
         .get(http::header::CONTENT_TYPE)
@@ -88,9 +93,8 @@ pub fn record(
     stats.bytes_in.inc_by(bytes_in);
     stats.bytes_out.inc_by(bytes_out);
     if is_grpc {
-        // Trailers-only answers carry grpc-status in the headers; streamed ones in trailers,
-        // which end up as "trailers".
-        let code = grpc_status.as_deref().unwrap_or("trailers");
+        // A gRPC request without any grpc-status (the stream was cut) counts as "none".
+        let code = grpc_status.as_deref().unwrap_or("none");
         m.grpc_requests
             .with_label_values(&[stats.name.as_str(), code])
             .inc();

@@ -52,6 +52,8 @@ pub struct RequestCtx {
     route: Option<usize>,
     /// Index of the chosen upstream.
     upstream: Option<usize>,
+    /// `grpc-status` from the upstream's trailers (a streamed gRPC answer).
+    grpc_status: Option<String>,
     /// Path and query to forward when the route strips its prefix.
     rewritten: Option<String>,
     /// Held for the life of the request; dropping it tells shutdown the request is done.
@@ -67,6 +69,7 @@ impl ProxyHttp for HttpEdge {
             started: Instant::now(),
             route: None,
             upstream: None,
+            grpc_status: None,
             rewritten: None,
             _in_flight: self.in_flight.enter(),
         }
@@ -178,8 +181,22 @@ impl ProxyHttp for HttpEdge {
             upstream: ctx.upstream.map(|i| self.upstreams[i].config.name.as_str()),
             started: ctx.started,
             sni,
+            grpc_status: ctx.grpc_status.take(),
         };
         access_log::record(&self.stats, self.access_log.as_ref(), session, e, view);
+    }
+
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        ctx.grpc_status = trailers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(())
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, _error: &Error) -> bool {
