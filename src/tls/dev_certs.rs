@@ -68,18 +68,23 @@ pub fn ensure(dir: &Path) -> Result<Outcome, DevCertError> {
     Ok(Outcome::Generated)
 }
 
-/// Writes a fresh CA (`ca.crt`) and server certificate (`server.crt`, `server.key`) into `dir`,
-/// replacing what is there. The CA key is not kept: nothing else can be signed with it.
+/// Writes a fresh CA (`ca.crt`) and server chain (`server.crt`: leaf then intermediate;
+/// `server.key`) into `dir`, replacing what is there. The CA keys are not kept: nothing else can
+/// be signed with them.
 pub fn generate(dir: &Path) -> Result<(), DevCertError> {
     fs::create_dir_all(dir).map_err(|error| DevCertError::Write {
         path: dir.to_owned(),
         error,
     })?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name = name("smq-edge development CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+    // Root → intermediate → server, as production PKIs are laid out, so clients see (and the
+    // proxy serves) a real chain.
+    let ca =
+        CertifiedIssuer::self_signed(ca_params("smq-edge development CA")?, KeyPair::generate()?)?;
+    let intermediate = CertifiedIssuer::signed_by(
+        ca_params("smq-edge development intermediate")?,
+        KeyPair::generate()?,
+        &ca,
+    )?;
 
     let mut params =
         CertificateParams::new(DEV_SANS.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())?;
@@ -87,12 +92,21 @@ pub fn generate(dir: &Path) -> Result<(), DevCertError> {
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, &ca)?;
+    let cert = params.signed_by(&key, &intermediate)?;
 
     write(&dir.join(CA_FILE), ca.pem().as_bytes(), 0o644)?;
-    write(&dir.join(CERT_FILE), cert.pem().as_bytes(), 0o644)?;
+    let chain = format!("{}{}", cert.pem(), intermediate.pem());
+    write(&dir.join(CERT_FILE), chain.as_bytes(), 0o644)?;
     write(&dir.join(KEY_FILE), key.serialize_pem().as_bytes(), 0o600)?;
     Ok(())
+}
+
+fn ca_params(common_name: &str) -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = name(common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok(params)
 }
 
 fn name(common_name: &str) -> DistinguishedName {
@@ -132,6 +146,7 @@ mod tests {
             key: crate::config::PemSource::file(dir.path().join(KEY_FILE)),
         };
         let store = CertStore::load_pair("dev".into(), &files, crate::tls::provider()).unwrap();
+        assert_eq!(store.current().cert.len(), 2, "leaf and intermediate");
         let summary = store.summary().unwrap();
         for san in DEV_SANS {
             assert!(
