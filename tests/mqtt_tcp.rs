@@ -41,6 +41,7 @@ protocol = "tcp"
 struct Subscriber {
     child: Child,
     output: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Subscriber {
@@ -77,20 +78,25 @@ impl Subscriber {
             .spawn()
             .expect("run mosquitto_sub (install it: apt-get install mosquitto-clients)");
         let output = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
         for pipe in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let sink = output.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                     let mut out = sink.lock().unwrap();
                     out.push_str(&line);
                     out.push('\n');
                 }
-            });
+            }));
         }
-        let sub = Subscriber { child, output };
+        let sub = Subscriber {
+            child,
+            output,
+            readers,
+        };
         poll_until(&format!("{version} subscriber SUBACK"), || {
             sub.output().contains("SUBACK")
         });
@@ -104,6 +110,10 @@ impl Subscriber {
     /// Waits for mosquitto_sub to exit after receiving its messages.
     fn finish(mut self) -> String {
         let status = self.child.wait().unwrap();
+        // The pipes close when the process exits; the readers then have every line.
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
         let out = self.output();
         assert!(status.success(), "mosquitto_sub failed:\n{out}");
         out
