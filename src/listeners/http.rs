@@ -54,6 +54,9 @@ pub struct RequestCtx {
     upstream: Option<usize>,
     /// `grpc-status` from the upstream's trailers (a streamed gRPC answer).
     grpc_status: Option<String>,
+    /// The connection's SNI, read while the connection is surely open (an HTTP/2 stream's
+    /// logging can run after its connection has closed).
+    sni: Option<String>,
     /// Path and query to forward when the route strips its prefix.
     rewritten: Option<String>,
     /// Held for the life of the request; dropping it tells shutdown the request is done.
@@ -70,12 +73,19 @@ impl ProxyHttp for HttpEdge {
             route: None,
             upstream: None,
             grpc_status: None,
+            sni: None,
             rewritten: None,
             _in_flight: self.in_flight.enter(),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        if self.is_tls {
+            ctx.sni = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .and_then(|a| self.handshakes.sni(a));
+        }
         let req = session.req_header();
         let absolute = absolute_form_authority(req);
         let host = absolute.as_deref().or_else(|| request_host(req));
@@ -172,15 +182,11 @@ impl ProxyHttp for HttpEdge {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
-        let sni = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .and_then(|a| self.handshakes.sni(a));
         let view = RequestView {
             route: ctx.route.map_or("none", |i| self.route_labels[i].as_str()),
             upstream: ctx.upstream.map(|i| self.upstreams[i].config.name.as_str()),
             started: ctx.started,
-            sni,
+            sni: ctx.sni.take(),
             grpc_status: ctx.grpc_status.take(),
         };
         access_log::record(&self.stats, self.access_log.as_ref(), session, e, view);

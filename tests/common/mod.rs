@@ -56,6 +56,8 @@ pub fn poll_until(what: &str, mut cond: impl FnMut() -> bool) {
 pub struct Proxy {
     child: Child,
     log: Arc<Mutex<String>>,
+    /// Copies stderr into `log`; finishes when the process exits.
+    reader: Option<std::thread::JoinHandle<()>>,
     /// The directory holding its config and certificates.
     pub dir: PathBuf,
 }
@@ -144,7 +146,7 @@ impl Proxy {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("stderr");
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[smq-edge] {line}");
                 let mut log = sink.lock().expect("log lock");
@@ -155,6 +157,7 @@ impl Proxy {
         Proxy {
             child,
             log,
+            reader: Some(reader),
             dir: dir.to_owned(),
         }
     }
@@ -187,11 +190,14 @@ impl Proxy {
         nix::sys::signal::kill(pid, signal).expect("send signal");
     }
 
-    /// Waits for the process to exit and returns its status.
+    /// Waits for the process to exit and returns its status; the log is then complete.
     pub fn wait_exit(&mut self) -> ExitStatus {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 return status;
             }
             assert!(
