@@ -47,6 +47,14 @@ impl From<rcgen::Error> for DevCertError {
     }
 }
 
+/// How long the development server certificate is valid: under the one-year limit clients
+/// enforce. `ensure` renews it when it is close to expiry.
+const LEAF_VALIDITY: time::Duration = time::Duration::days(365);
+/// How long the development CAs are valid.
+const CA_VALIDITY: time::Duration = time::Duration::days(3650);
+/// `ensure` regenerates the files when the server certificate expires within this time.
+const RENEW_BEFORE: time::Duration = time::Duration::days(30);
+
 /// What `ensure` did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -56,16 +64,31 @@ pub enum Outcome {
     Generated,
 }
 
-/// Creates the CA and server files in `dir` unless all of them already exist.
+/// Creates the CA and server files in `dir` unless all of them exist and the server
+/// certificate is good for more than 30 days.
 pub fn ensure(dir: &Path) -> Result<Outcome, DevCertError> {
-    if [CA_FILE, CERT_FILE, KEY_FILE]
+    let present = [CA_FILE, CERT_FILE, KEY_FILE]
         .iter()
-        .all(|f| dir.join(f).is_file())
-    {
+        .all(|f| dir.join(f).is_file());
+    if present && !expires_soon(&dir.join(CERT_FILE)) {
         return Ok(Outcome::Present);
     }
     generate(dir)?;
     Ok(Outcome::Generated)
+}
+
+/// Whether the first certificate in `path` expires within [`RENEW_BEFORE`] (or cannot be read,
+/// in which case the proxy's own checks will name the problem after regeneration).
+fn expires_soon(path: &Path) -> bool {
+    let Ok(pem) = fs::read(path) else { return true };
+    let Some(summary) = crate::tls::pem::parse_chain(&pem, &path.display().to_string())
+        .ok()
+        .and_then(|chain| chain.first().and_then(crate::tls::pem::summarize))
+    else {
+        return true;
+    };
+    let deadline = time::OffsetDateTime::now_utc() + RENEW_BEFORE;
+    summary.not_after_unix < deadline.unix_timestamp()
 }
 
 /// Writes a fresh CA (`ca.crt`) and server chain (`server.crt`: leaf then intermediate;
@@ -80,17 +103,21 @@ pub fn generate(dir: &Path) -> Result<(), DevCertError> {
     // proxy serves) a real chain.
     let ca =
         CertifiedIssuer::self_signed(ca_params("smq-edge development CA")?, KeyPair::generate()?)?;
-    let intermediate = CertifiedIssuer::signed_by(
-        ca_params("smq-edge development intermediate")?,
-        KeyPair::generate()?,
-        &ca,
-    )?;
+    let mut int_params = ca_params("smq-edge development intermediate")?;
+    int_params.use_authority_key_identifier_extension = true;
+    let intermediate = CertifiedIssuer::signed_by(int_params, KeyPair::generate()?, &ca)?;
 
     let mut params =
         CertificateParams::new(DEV_SANS.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())?;
     params.distinguished_name = name("localhost");
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    // Path validators (sslyze, browsers) require the authority key identifier; browsers and the
+    // Mozilla profile refuse leaves valid for more than a year.
+    params.use_authority_key_identifier_extension = true;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + LEAF_VALIDITY;
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &intermediate)?;
 
@@ -103,6 +130,9 @@ pub fn generate(dir: &Path) -> Result<(), DevCertError> {
 
 fn ca_params(common_name: &str) -> Result<CertificateParams, rcgen::Error> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + CA_VALIDITY;
     params.distinguished_name = name(common_name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -154,5 +184,21 @@ mod tests {
                 "{san} missing from {summary:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_server_certificate_close_to_expiry_is_renewed() {
+        let dir = tempfile::tempdir().unwrap();
+        generate(dir.path()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(10);
+        std::fs::write(
+            dir.path().join(CERT_FILE),
+            params.self_signed(&key).unwrap().pem(),
+        )
+        .unwrap();
+        assert_eq!(ensure(dir.path()).unwrap(), Outcome::Generated);
+        assert_eq!(ensure(dir.path()).unwrap(), Outcome::Present);
     }
 }
