@@ -181,11 +181,7 @@ async fn subscriber_survives_certificate_rotation() {
     let sub = Subscriber::start(port, &files.ca, "edge/rotation", "mqttv311", 2);
     publish(port, &files.ca, "edge/rotation", "before", "mqttv311", "1");
     let leaf = pki.leaf("localhost", &["localhost", "127.0.0.1"]);
-    for (path, contents) in [(&files.cert, &leaf.chain_pem), (&files.key, &leaf.key_pem)] {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, contents).unwrap();
-        std::fs::rename(&tmp, path).unwrap();
-    }
+    common::rotate_pair(&files.cert, &files.key, &leaf);
     wait_for_served(
         local(port),
         &pki.ca_pem,

@@ -109,12 +109,6 @@ fn sample(metrics: &str, prefix: &str) -> f64 {
         .unwrap_or_else(|| panic!("no sample {prefix} in:\n{metrics}"))
 }
 
-fn rotate(path: &std::path::Path, contents: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 /// Real traffic of every kind, then one scrape: each counter moved as expected, and promtool
 /// accepts the exposition.
 #[tokio::test(flavor = "multi_thread")]
@@ -154,8 +148,11 @@ async fn metrics_count_real_traffic_and_pass_promtool() {
     drop(tcp);
     // A reload success, then a reload failure.
     let leaf = s.pki.leaf("localhost", &["localhost", "127.0.0.1"]);
-    rotate(&s.dir.path().join("key.pem"), &leaf.key_pem);
-    rotate(&s.dir.path().join("chain.pem"), &leaf.chain_pem);
+    common::rotate_pair(
+        &s.dir.path().join("chain.pem"),
+        &s.dir.path().join("key.pem"),
+        &leaf,
+    );
     wait_for_served(
         local(s.port),
         &s.pki.ca_pem,
@@ -163,7 +160,7 @@ async fn metrics_count_real_traffic_and_pass_promtool() {
         Duration::from_secs(2),
     )
     .await;
-    rotate(&s.dir.path().join("chain.pem"), "garbage");
+    common::write_atomically(&s.dir.path().join("chain.pem"), "garbage");
     s.proxy.wait_for_log("reload failed");
 
     let mut metrics = String::new();
@@ -309,8 +306,11 @@ async fn certs_inventory_shows_the_rotated_serial() {
         );
     }
     let leaf = s.pki.leaf("localhost", &["localhost", "127.0.0.1"]);
-    rotate(&s.dir.path().join("key.pem"), &leaf.key_pem);
-    rotate(&s.dir.path().join("chain.pem"), &leaf.chain_pem);
+    common::rotate_pair(
+        &s.dir.path().join("chain.pem"),
+        &s.dir.path().join("key.pem"),
+        &leaf,
+    );
     wait_for_served(
         local(s.port),
         &s.pki.ca_pem,

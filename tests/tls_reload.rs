@@ -8,7 +8,9 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Proxy, fingerprint, free_port, local, served_fingerprint, wait_for_served};
+use common::{
+    Proxy, fingerprint, free_port, local, served_fingerprint, wait_for_served, write_atomically,
+};
 use testkit::pki::{Leaf, Pki};
 
 /// How quickly a rotation must be seen by a new handshake.
@@ -45,12 +47,6 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap().to_owned();
     name.push(suffix);
     path.with_file_name(name)
-}
-
-fn write_atomically(path: &Path, contents: &str) {
-    let tmp = sibling(path, ".tmp");
-    std::fs::write(&tmp, contents).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
 }
 
 fn replace_symlink(link: &Path, target: &Path) {
@@ -500,8 +496,8 @@ async fn bad_files_keep_the_last_good_certificate() {
             before + 1,
             "{name}: logged more than once"
         );
-        // Put the good pair back (same content as served: nothing to apply).
-        std::fs::remove_file(&key).ok();
+        // Put the good pair back (same content as served: nothing to apply). Renaming over the
+        // files also replaces a deleted or unreadable key; no intermediate state is new content.
         write_atomically(&cert, &good.chain_pem);
         write_atomically(&key, &good.key_pem);
         eprintln!("{name}: kept the old certificate, logged {want:?}");

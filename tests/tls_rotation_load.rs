@@ -258,11 +258,7 @@ protocol = "h2c"
     let mut rss = Vec::new();
     for i in 0..ROTATIONS {
         let leaf = pki.leaf("localhost", &["localhost", "127.0.0.1"]);
-        for (path, contents) in [(&cert, &leaf.chain_pem), (&key, &leaf.key_pem)] {
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, contents).unwrap();
-            std::fs::rename(&tmp, path).unwrap();
-        }
+        common::rotate_pair(&cert, &key, &leaf);
         let took = wait_for_served(
             addr,
             &pki.ca_pem,

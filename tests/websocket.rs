@@ -110,11 +110,7 @@ async fn upgraded_connection_survives_rotation() {
     let mut ws = connect_ws(port, &pki.ca_pem, "/ws/x").await;
     assert_eq!(next_text(&mut ws).await, "path: /x");
     let leaf = pki.leaf("localhost", &["localhost", "127.0.0.1"]);
-    for (path, contents) in [(&files.cert, &leaf.chain_pem), (&files.key, &leaf.key_pem)] {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, contents).unwrap();
-        std::fs::rename(&tmp, path).unwrap();
-    }
+    common::rotate_pair(&files.cert, &files.key, &leaf);
     wait_for_served(
         local(port),
         &pki.ca_pem,

@@ -223,21 +223,33 @@ impl<T: HasLeaf> Store<T> {
     }
 }
 
-impl CertStore {
-    /// A listener identity from a certificate chain file and a key file.
-    pub fn load_pair(
+/// Checks a certificate chain and its key into some identity (the signature of
+/// `pem::certified_key` and `pem::client_identity`).
+type BuildIdentity<T> = fn(
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+    &str,
+    &str,
+    &CryptoProvider,
+    SystemTime,
+) -> Result<T, PemError>;
+
+impl<T: Send + Sync + 'static> Store<T> {
+    /// A store of a certificate chain and its key, checked by `build` on every load.
+    fn load_identity(
         label: String,
         files: &TlsFiles,
         provider: Arc<CryptoProvider>,
+        build: BuildIdentity<Arc<T>>,
     ) -> Result<Self, PemError> {
-        let loader: Loader<CertifiedKey> = Box::new(move |contents, paths| {
-            let chain = pem::parse_chain(&contents[0], &paths[0])?;
-            let key = pem::parse_key(&contents[1], &paths[1])?;
-            pem::certified_key(
+        let loader: Loader<T> = Box::new(move |contents, names| {
+            let chain = pem::parse_chain(&contents[0], &names[0])?;
+            let key = pem::parse_key(&contents[1], &names[1])?;
+            build(
                 chain,
                 key,
-                &paths[0],
-                &paths[1],
+                &names[0],
+                &names[1],
                 &provider,
                 SystemTime::now(),
             )
@@ -246,27 +258,32 @@ impl CertStore {
     }
 }
 
+impl CertStore {
+    /// A listener identity from a certificate chain and a key.
+    pub fn load_pair(
+        label: String,
+        files: &TlsFiles,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, PemError> {
+        Self::load_identity(label, files, provider, pem::certified_key)
+    }
+}
+
 impl ClientStore {
-    /// An upstream client identity from a certificate chain file and a key file.
+    /// An upstream client identity from a certificate chain and a key.
     pub fn load_client(
         label: String,
         files: &TlsFiles,
         provider: Arc<CryptoProvider>,
     ) -> Result<Self, PemError> {
-        let loader: Loader<ClientIdentity> = Box::new(move |contents, paths| {
-            let chain = pem::parse_chain(&contents[0], &paths[0])?;
-            let key = pem::parse_key(&contents[1], &paths[1])?;
-            pem::client_identity(
-                chain,
-                key,
-                &paths[0],
-                &paths[1],
-                &provider,
-                SystemTime::now(),
-            )
-            .map(Arc::new)
-        });
-        Self::load(label, vec![files.cert.clone(), files.key.clone()], loader)
+        Self::load_identity(
+            label,
+            files,
+            provider,
+            |chain, key, cert, key_name, provider, now| {
+                pem::client_identity(chain, key, cert, key_name, provider, now).map(Arc::new)
+            },
+        )
     }
 }
 

@@ -355,6 +355,21 @@ pub async fn wait_for_served(
     }
 }
 
+/// Replaces `path` the way most tooling does: write a temp file, rename it over the old one.
+pub fn write_atomically(path: &Path, contents: &str) {
+    let mut name = path.file_name().expect("file name").to_owned();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    std::fs::write(&tmp, contents).expect("write temp file");
+    std::fs::rename(&tmp, path).expect("rename over");
+}
+
+/// Rotates a certificate and key pair: the key first, then the chain.
+pub fn rotate_pair(cert: &Path, key: &Path, leaf: &testkit::pki::Leaf) {
+    write_atomically(key, &leaf.key_pem);
+    write_atomically(cert, &leaf.chain_pem);
+}
+
 /// Lower-case hex SHA-256, the fingerprint the tests compare.
 pub fn fingerprint(der: &[u8]) -> String {
     smq_edge::tls::pem::sha256_hex(der)
