@@ -40,7 +40,13 @@ pub fn start() -> Broker {
     );
     let path = dir.path().join("mosquitto.conf");
     std::fs::write(&path, config).expect("write mosquitto.conf");
-    let child = Command::new("mosquitto")
+    // Debian installs the broker in /usr/sbin, which is not on every user's PATH.
+    let program = if std::path::Path::new("/usr/sbin/mosquitto").exists() {
+        "/usr/sbin/mosquitto"
+    } else {
+        "mosquitto"
+    };
+    let child = Command::new(program)
         .arg("-c")
         .arg(&path)
         .stdin(Stdio::null())
