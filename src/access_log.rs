@@ -73,10 +73,7 @@ pub fn record(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     });
-    let is_grpc = req
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let is_grpc = crate::respond::is_grpc(session);
     let bytes_in = session.as_downstream().body_bytes_read() as u64;
     let bytes_out = session.as_downstream().body_bytes_sent() as u64;
 

@@ -47,22 +47,6 @@ impl Tally {
     }
 }
 
-fn tls_connector(ca_pem: &str, alpn: &[u8]) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
 /// One client connection, HTTP/1.1 or HTTP/2.
 enum Sender {
     H1(hyper::client::conn::http1::SendRequest<Empty<Bytes>>),
@@ -89,7 +73,8 @@ async fn http_client(
     stop: Arc<AtomicBool>,
     tally: Arc<Tally>,
 ) {
-    let connector = tls_connector(&ca, if h2 { b"h2" } else { b"http/1.1" });
+    let alpn: &[u8] = if h2 { b"h2" } else { b"http/1.1" };
+    let connector = tokio_rustls::TlsConnector::from(common::client_config(&ca, &[alpn]));
     while !stop.load(Ordering::Relaxed) {
         let result: Result<(), String> = async {
             let tcp = tokio::net::TcpStream::connect(addr)

@@ -44,15 +44,6 @@ pub enum Reload {
     StillFailing,
 }
 
-/// Counts of reload outcomes, for metrics.
-#[derive(Debug, Default)]
-pub struct ReloadStats {
-    /// Successful swaps.
-    pub applied: AtomicU64,
-    /// Distinct failures (each logged once).
-    pub failed: AtomicU64,
-}
-
 /// One piece of swappable material and its reload state.
 pub struct Store<T> {
     /// What the material is, for logs: `listener https certificate`.
@@ -65,8 +56,6 @@ pub struct Store<T> {
     current: ArcSwap<T>,
     /// Bumped on every swap; upstream pools key on it so old connections are not reused.
     generation: AtomicU64,
-    /// Reload outcomes, for metrics.
-    stats: ReloadStats,
     /// Reload bookkeeping; only the reloader takes this lock (a cold path).
     state: Mutex<ReloadState>,
     loader: Loader<T>,
@@ -103,7 +92,6 @@ impl<T> Store<T> {
             sources,
             current: ArcSwap::new(value),
             generation: AtomicU64::new(0),
-            stats: ReloadStats::default(),
             loader,
         })
     }
@@ -126,11 +114,6 @@ impl<T> Store<T> {
     /// What the material is, for logs.
     pub fn label(&self) -> &str {
         &self.label
-    }
-
-    /// Reload outcome counts.
-    pub fn stats(&self) -> &ReloadStats {
-        &self.stats
     }
 
     /// When a reload last applied new material, and the last failure since then.
@@ -172,7 +155,6 @@ impl<T> Store<T> {
             Ok(value) => {
                 self.current.store(value);
                 self.generation.fetch_add(1, Ordering::AcqRel);
-                self.stats.applied.fetch_add(1, Ordering::Relaxed);
                 *state = ReloadState {
                     served: hash,
                     last_applied: Some(SystemTime::now()),
@@ -185,7 +167,6 @@ impl<T> Store<T> {
                 state.reported = Some(hash);
                 state.mismatch_since = None;
                 state.last_error = Some(e.to_string());
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 Reload::Failed(e)
             }
         }
