@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use crate::listeners::binding::Bindings;
 use crate::metrics::Metrics;
 use crate::tls::reloader::Reloadable;
 
@@ -57,8 +58,8 @@ struct AdminState {
     listen: SocketAddr,
     /// Every collector.
     metrics: Arc<Metrics>,
-    /// Each listener's name and address.
-    listeners: Vec<(String, SocketAddr)>,
+    /// Which listeners hold their address.
+    bindings: Arc<Bindings>,
     /// Every store with its users.
     inventory: Vec<(Arc<dyn Reloadable>, Vec<String>)>,
     /// Set when the shutdown drain starts.
@@ -70,14 +71,14 @@ impl Admin {
     pub fn new(
         listen: SocketAddr,
         metrics: Arc<Metrics>,
-        listeners: Vec<(String, SocketAddr)>,
+        bindings: Arc<Bindings>,
         inventory: Vec<(Arc<dyn Reloadable>, Vec<String>)>,
     ) -> Self {
         Self {
             state: Arc::new(AdminState {
                 listen,
                 metrics,
-                listeners,
+                bindings,
                 inventory,
                 draining: AtomicBool::new(false),
             }),
@@ -87,14 +88,7 @@ impl Admin {
 
 impl AdminState {
     fn ready(&self) -> Readiness {
-        // A listener is bound when its address can no longer be bound: it was free at start
-        // (checked before the services ran), so the holder is our own listener.
-        let unbound: Vec<&str> = self
-            .listeners
-            .iter()
-            .filter(|(_, addr)| std::net::TcpListener::bind(addr).is_ok())
-            .map(|(name, _)| name.as_str())
-            .collect();
+        let unbound = self.bindings.unbound();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -169,7 +163,7 @@ impl BackgroundService for Admin {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(addr = %state.listen, error = %e, "admin listener cannot bind; exiting");
-                std::process::exit(64);
+                std::process::exit(crate::EXIT_USAGE.into());
             }
         };
         tracing::info!(addr = %state.listen, "admin listening (/metrics, /healthz, /readyz, /certs)");

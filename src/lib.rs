@@ -24,3 +24,7 @@ pub mod settings;
 pub mod shutdown;
 pub mod tls;
 pub mod upstream;
+
+/// Exit code when the proxy cannot start: sysexits' EX_USAGE, as linkerd2-proxy uses for bad
+/// config.
+pub const EXIT_USAGE: u8 = 64;

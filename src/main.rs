@@ -16,16 +16,14 @@ use std::sync::Arc;
 use smq_edge::access_log::{self, AccessLog};
 use smq_edge::admin::Admin;
 use smq_edge::config::{AccessLogSettings, Config};
+use smq_edge::listeners::binding::{self, Bindings};
 use smq_edge::metrics::Metrics;
 use smq_edge::settings::env::ProcessEnv;
 use smq_edge::shutdown::{self, InFlight};
 use smq_edge::tls::dev_certs;
 use smq_edge::tls::material::Material;
 use smq_edge::tls::reloader::Reloader;
-use smq_edge::{listeners, settings};
-
-/// Exit code when the proxy cannot start: sysexits' EX_USAGE, as linkerd2-proxy uses for bad config.
-const EXIT_USAGE: u8 = 64;
+use smq_edge::{EXIT_USAGE, listeners, settings};
 
 #[derive(Parser)]
 #[command(version, about = "TLS-terminating reverse proxy for SuperMQ services")]
@@ -118,7 +116,7 @@ fn check(path: &Path, print: bool, log_filter: &LogFilter) -> anyhow::Result<()>
 /// `smq-edge run`: prepare, bind, serve until SIGTERM/SIGINT, drain, exit.
 fn run(path: &Path, log_filter: &LogFilter) -> anyhow::Result<()> {
     let (config, material) = prepare(path, log_filter)?;
-    listeners::check_binds(&config)?;
+    binding::check_binds(config.listeners.iter().map(|l| (l.name.as_str(), l.listen)))?;
 
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let (access_log, log_guard) = match &config.access_log {
@@ -135,6 +133,7 @@ fn run(path: &Path, log_filter: &LogFilter) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         access_log,
         in_flight: InFlight::default(),
+        bindings: Bindings::new(config.listeners.iter().map(|l| (l.name.clone(), l.listen))),
     };
     let services = listeners::services(
         &config,
@@ -146,12 +145,7 @@ fn run(path: &Path, log_filter: &LogFilter) -> anyhow::Result<()> {
     let reloader = Reloader::new(material.reloadable, config.reload, metrics.clone());
     server.add_service(background_service("tls reloader", reloader));
     if let Some(addr) = config.admin {
-        let listeners = config
-            .listeners
-            .iter()
-            .map(|l| (l.name.clone(), l.listen))
-            .collect();
-        let admin = Admin::new(addr, metrics, listeners, material.inventory);
+        let admin = Admin::new(addr, metrics, shared.bindings.clone(), material.inventory);
         server.add_service(background_service("admin", admin));
     }
     for service in services {

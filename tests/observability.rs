@@ -28,12 +28,22 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(None).await
+}
+
+/// Starts the proxy; with `held`, the listener's address is held by the test while it starts, so
+/// the proxy is up but its listener is not bound until the test lets go.
+async fn setup_with(held: Option<std::net::TcpListener>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::localhost();
     let files = pki.write(dir.path(), "");
     let rest = testkit::http_upstream::start().await;
     let grpc = testkit::grpc_upstream::start().await;
-    let (port, admin) = (free_port(), free_port());
+    let port = match &held {
+        Some(l) => l.local_addr().unwrap().port(),
+        None => free_port(),
+    };
+    let admin = free_port();
     let cfg = format!(
         r#"
 [admin]
@@ -75,7 +85,20 @@ protocol = "h2c"
         rest = rest.addr,
         grpc = grpc.addr,
     );
-    let proxy = Proxy::start(dir.path(), &cfg, &[local(port), local(admin)]);
+    let proxy = match held {
+        Some(held) => {
+            let proxy = Proxy::spawn(dir.path(), &cfg, &[]);
+            let mut answer = (String::new(), String::new());
+            poll_until("/readyz 503 while the address is held", || {
+                answer = admin_get(admin, "/readyz");
+                answer.0 == "503"
+            });
+            assert_eq!(answer.1, "listener https is not listening yet\n");
+            drop(held);
+            proxy
+        }
+        None => Proxy::start(dir.path(), &cfg, &[local(port), local(admin)]),
+    };
     proxy.wait_for_log("certificate reloader running");
     Setup {
         dir,
@@ -280,6 +303,27 @@ async fn readyz_reports_ready_then_draining() {
     assert!(answer.1.starts_with("draining"), "{answer:?}");
     assert!(slow.join().unwrap().status.success());
     assert_eq!(s.proxy.wait_exit().code(), Some(0));
+}
+
+/// `/readyz` is 503 naming the listener until it holds its address: the test holds the address
+/// while the proxy starts (as a previous instance might during a restart), then lets go.
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_is_503_until_the_listener_is_bound() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let s = setup_with(Some(held)).await;
+    poll_until("/readyz 200 once the address is free", || {
+        admin_get(s.admin, "/readyz").0 == "200"
+    });
+    let ca = s.dir.path().join("ca.pem");
+    let out = curl(&[
+        "--fail",
+        "--cacert",
+        ca.to_str().unwrap(),
+        &format!("https://localhost:{}/hello", s.port),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("GET /hello"));
+    assert!(s.proxy.log().contains("address in use; waiting for it"));
 }
 
 /// `/certs` lists each certificate with where it is used, and shows the new serial after a

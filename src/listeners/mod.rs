@@ -1,8 +1,8 @@
-//! Config → pingora services: one service per listener, TLS settings from the certificate stores,
-//! and the checks pingora does not make for us (every address can be bound; a listener that fails
-//! to start ends the process instead of panicking in a thread while the process lingers).
+//! Config → pingora services: one service per listener, with TLS settings from the certificate
+//! stores; `binding` gets each listener its address.
 
 pub mod accept;
+pub mod binding;
 pub mod http;
 pub mod stats;
 pub mod tcp;
@@ -11,15 +11,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use futures::FutureExt;
 use pingora::apps::HttpServerOptions;
 use pingora::apps::ServerApp;
 use pingora::connectors::TransportConnector;
 use pingora::listeners::tls::Acceptor;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{ListenFds, ShutdownWatch};
-use pingora::services::{Service, ServiceWithDependents};
+use pingora::services::ServiceWithDependents;
 
 use crate::access_log::AccessLog;
 use crate::config::{Config, Listener, ListenerProtocol, Route, TlsFiles};
@@ -28,6 +25,7 @@ use crate::shutdown::InFlight;
 use crate::tls::store::CertStore;
 use crate::upstream::UpstreamRuntime;
 use accept::{Accepting, HTTP_ALPN, Handshakes};
+use binding::{Bindings, Listening};
 use http::HttpEdge;
 use stats::ListenerStats;
 use tcp::TcpEdge;
@@ -55,19 +53,6 @@ pub enum ListenerError {
     },
 }
 
-/// Binds every listener address once and releases it, so "address in use" is reported with the
-/// listener's name before pingora starts (pingora would panic in a service thread instead).
-pub fn check_binds(config: &Config) -> Result<(), ListenerError> {
-    for l in &config.listeners {
-        std::net::TcpListener::bind(l.listen).map_err(|error| ListenerError::Bind {
-            listener: l.name.clone(),
-            addr: l.listen,
-            error,
-        })?;
-    }
-    Ok(())
-}
-
 /// What every listener shares.
 pub struct Shared {
     /// Every collector.
@@ -76,6 +61,8 @@ pub struct Shared {
     pub access_log: Option<AccessLog>,
     /// Counts requests so shutdown can wait for them.
     pub in_flight: InFlight,
+    /// Which listeners hold their address.
+    pub bindings: Arc<Bindings>,
 }
 
 /// Builds one pingora service per listener.
@@ -140,7 +127,7 @@ pub fn services(
                     stats,
                     handshakes,
                 };
-                listening(l, app, config.threads)
+                listening(l, app, config.threads, &shared.bindings)
             }
             ListenerProtocol::Tcp { idle_timeout } => {
                 let Some(upstream) = l.routes.first().map(|r| upstreams[r.upstream].clone()) else {
@@ -160,7 +147,7 @@ pub fn services(
                     stats,
                     handshakes,
                 };
-                listening(l, app, config.threads)
+                listening(l, app, config.threads, &shared.bindings)
             }
         };
         out.push(service);
@@ -173,12 +160,15 @@ fn listening<A: ServerApp + Send + Sync + 'static>(
     l: &Listener,
     app: A,
     threads: usize,
+    bindings: &Arc<Bindings>,
 ) -> Box<dyn ServiceWithDependents> {
     let mut service = pingora::services::listening::Service::new(l.name.clone(), app);
     service.add_tcp(&l.listen.to_string());
     service.threads = Some(threads);
-    Box::new(ExitOnStartFailure {
+    Box::new(Listening {
         listener: l.name.clone(),
+        addr: l.listen,
+        bindings: bindings.clone(),
         inner: service,
     })
 }
@@ -190,39 +180,5 @@ fn route_label(route: &Route) -> String {
         (Some(h), None) => h.clone(),
         (None, Some(p)) => p.raw.clone(),
         (None, None) => "*".to_owned(),
-    }
-}
-
-/// Runs a pingora service and ends the process if it fails while starting: pingora `expect`s its
-/// listeners to build, which would otherwise leave a live process with a dead listener.
-struct ExitOnStartFailure<S> {
-    listener: String,
-    inner: S,
-}
-
-#[async_trait]
-impl<S: Service> Service for ExitOnStartFailure<S> {
-    async fn start_service(
-        &mut self,
-        fds: Option<ListenFds>,
-        shutdown: ShutdownWatch,
-        listeners_per_fd: usize,
-    ) {
-        let started =
-            std::panic::AssertUnwindSafe(self.inner.start_service(fds, shutdown, listeners_per_fd))
-                .catch_unwind()
-                .await;
-        if started.is_err() {
-            tracing::error!(listener = %self.listener, "listener failed to start; exiting");
-            std::process::exit(1);
-        }
-    }
-
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn threads(&self) -> Option<usize> {
-        self.inner.threads()
     }
 }
