@@ -133,7 +133,10 @@ fn run(path: &Path, log_filter: &LogFilter) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         access_log,
         in_flight: InFlight::default(),
-        bindings: Bindings::new(config.listeners.iter().map(|l| (l.name.clone(), l.listen))),
+        bindings: Bindings::new(
+            config.listeners.iter().map(|l| (l.name.clone(), l.listen)),
+            config.threads,
+        ),
     };
     let services = listeners::services(
         &config,

@@ -1,14 +1,20 @@
-//! Getting each listener's address: wait a bounded time for an address another process still
-//! holds (as nginx retries `bind()` during a restart), let pingora bind it, end the process if
-//! that fails, and report which listeners are bound for `/readyz`.
+//! Each listener's socket and its workers. A listener binds its address once (waiting a bounded
+//! time for an address another process still holds, as nginx retries `bind()` during a restart)
+//! and runs one single-threaded pingora service per worker thread on that one socket, as nginx
+//! runs one event loop per worker process: a connection, its upstream connections and their
+//! pool stay on the thread that accepted it. (One pingora service with N threads spawns each
+//! connection, h2 stream and pooled-connection watcher on a random thread; under load a perf
+//! profile showed a third of the CPU in cross-thread wake-ups.)
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::os::fd::IntoRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use pingora::server::{ListenFds, ShutdownWatch};
+use pingora::server::{Fds, ListenFds, ShutdownWatch};
 use pingora::services::Service;
 
 use super::ListenerError;
@@ -21,42 +27,9 @@ pub const BIND_WAIT: Duration = Duration::from_secs(5);
 /// How often the address is tried while waiting.
 const BIND_RETRY: Duration = Duration::from_millis(100);
 
-/// Which listeners hold their address. Pingora records every socket it binds in the process's
-/// listening-fd table (the one it hands over on upgrade), so a listener is bound exactly when its
-/// address is in that table.
-pub struct Bindings {
-    /// The table, once the first listener service has started.
-    table: OnceLock<ListenFds>,
-    /// Each listener's name and address as given to pingora (the table's key).
-    listeners: Vec<(String, String)>,
-}
-
-impl Bindings {
-    /// Tracks `listeners` (name, address).
-    pub fn new(listeners: impl IntoIterator<Item = (String, SocketAddr)>) -> Arc<Self> {
-        Arc::new(Self {
-            table: OnceLock::new(),
-            listeners: listeners
-                .into_iter()
-                .map(|(name, addr)| (name, addr.to_string()))
-                .collect(),
-        })
-    }
-
-    /// The names of the listeners that do not hold their address yet.
-    pub fn unbound(&self) -> Vec<&str> {
-        let table = self.table.get().map(|t| t.lock());
-        self.listeners
-            .iter()
-            .filter(|(_, addr)| table.as_ref().is_none_or(|t| t.get(addr).is_none()))
-            .map(|(name, _)| name.as_str())
-            .collect()
-    }
-}
-
 /// Binds every listener address once and releases it, so an address that can never be ours
 /// (not local, privileged) is reported with the listener's name before anything starts. An
-/// address in use is left to [`Listening`], which waits for it while the admin listener is up.
+/// address in use is left to the workers, which wait for it while the admin listener is up.
 pub fn check_binds<'a>(
     listeners: impl IntoIterator<Item = (&'a str, SocketAddr)>,
 ) -> Result<(), ListenerError> {
@@ -78,66 +51,150 @@ pub fn check_binds<'a>(
     Ok(())
 }
 
-/// Runs a listener's pingora service: waits up to [`BIND_WAIT`] for its address, and ends the
-/// process if it cannot get it or the service fails while starting. Pingora would retry a busy
-/// address for 30 s and then panic in the service thread, leaving a live process with a dead
-/// listener.
-pub struct Listening<S> {
-    /// Listener name.
-    pub listener: String,
-    /// Its address.
-    pub addr: SocketAddr,
-    /// Shared with `/readyz`.
-    pub bindings: Arc<Bindings>,
-    /// The pingora service.
-    pub inner: S,
+/// Which listeners hold their address, for `/readyz`.
+pub struct Bindings {
+    sockets: Vec<Arc<Socket>>,
 }
 
-impl<S> Listening<S> {
-    async fn wait_for_address(&self) -> Result<(), ListenerError> {
+impl Bindings {
+    /// One socket per listener (name, address), each shared by `workers` workers.
+    pub fn new(
+        listeners: impl IntoIterator<Item = (String, SocketAddr)>,
+        workers: usize,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            sockets: listeners
+                .into_iter()
+                .map(|(listener, addr)| {
+                    Arc::new(Socket {
+                        listener,
+                        addr,
+                        workers,
+                        handles: tokio::sync::Mutex::new(None),
+                        bound: AtomicBool::new(false),
+                    })
+                })
+                .collect(),
+        })
+    }
+
+    /// The socket of the listener called `name`.
+    pub fn socket(&self, name: &str) -> Option<Arc<Socket>> {
+        self.sockets.iter().find(|s| s.listener == name).cloned()
+    }
+
+    /// The names of the listeners that do not hold their address yet.
+    pub fn unbound(&self) -> Vec<&str> {
+        self.sockets
+            .iter()
+            .filter(|s| !s.bound.load(Ordering::Acquire))
+            .map(|s| s.listener.as_str())
+            .collect()
+    }
+}
+
+/// A listener's socket: bound by whichever worker starts first, one handle (a dup of the same
+/// socket) per worker.
+pub struct Socket {
+    listener: String,
+    addr: SocketAddr,
+    workers: usize,
+    /// The handles not yet taken by a worker; `None` until bound.
+    handles: tokio::sync::Mutex<Option<Vec<std::net::TcpListener>>>,
+    bound: AtomicBool,
+}
+
+impl Socket {
+    /// This worker's handle, binding the address first if no worker has.
+    async fn take(&self) -> Result<std::net::TcpListener, ListenerError> {
+        let mut handles = self.handles.lock().await;
+        if handles.is_none() {
+            let socket = self.bind().await?;
+            let mut all = Vec::with_capacity(self.workers);
+            for _ in 1..self.workers {
+                all.push(socket.try_clone().map_err(|e| self.error(e))?);
+            }
+            all.push(socket);
+            *handles = Some(all);
+            self.bound.store(true, Ordering::Release);
+        }
+        handles
+            .as_mut()
+            .and_then(Vec::pop)
+            .ok_or_else(|| self.error(std::io::Error::other("more workers than handles")))
+    }
+
+    /// Binds the address, waiting up to [`BIND_WAIT`] while another process holds it.
+    async fn bind(&self) -> Result<std::net::TcpListener, ListenerError> {
         let deadline = tokio::time::Instant::now() + BIND_WAIT;
         loop {
             match std::net::TcpListener::bind(self.addr) {
-                Ok(_) => return Ok(()),
+                Ok(socket) => {
+                    // Tokio needs it non-blocking; the dups share the flag.
+                    socket.set_nonblocking(true).map_err(|e| self.error(e))?;
+                    return Ok(socket);
+                }
                 Err(e)
                     if e.kind() == std::io::ErrorKind::AddrInUse
                         && tokio::time::Instant::now() < deadline =>
                 {
                     tokio::time::sleep(BIND_RETRY).await;
                 }
-                Err(error) => {
-                    return Err(ListenerError::Bind {
-                        listener: self.listener.clone(),
-                        addr: self.addr,
-                        error,
-                    });
-                }
+                Err(e) => return Err(self.error(e)),
             }
+        }
+    }
+
+    fn error(&self, error: std::io::Error) -> ListenerError {
+        ListenerError::Bind {
+            listener: self.listener.clone(),
+            addr: self.addr,
+            error,
         }
     }
 }
 
+/// One worker of a listener: takes its handle of the listener's socket and runs its pingora
+/// service on it (pingora adopts a socket found in the listening-fd table it is given, as it does
+/// on a graceful upgrade). Ends the process if the address cannot be had or the service fails
+/// while starting, where pingora would panic in the service thread and leave a live process with
+/// a dead listener.
+pub struct Worker<S> {
+    /// The listener's socket.
+    pub socket: Arc<Socket>,
+    /// The pingora service, with one thread.
+    pub inner: S,
+}
+
 #[async_trait]
-impl<S: Service> Service for Listening<S> {
+impl<S: Service> Service for Worker<S> {
     async fn start_service(
         &mut self,
-        fds: Option<ListenFds>,
+        _fds: Option<ListenFds>,
         shutdown: ShutdownWatch,
         listeners_per_fd: usize,
     ) {
-        if let Some(table) = &fds {
-            let _ = self.bindings.table.set(table.clone());
-        }
-        if let Err(e) = self.wait_for_address().await {
-            tracing::error!("{e} (waited {BIND_WAIT:?}); exiting");
-            std::process::exit(crate::EXIT_USAGE.into());
-        }
-        let started =
-            std::panic::AssertUnwindSafe(self.inner.start_service(fds, shutdown, listeners_per_fd))
-                .catch_unwind()
-                .await;
+        let listener = &self.socket.listener;
+        let handle = match self.socket.take().await {
+            Ok(handle) => handle,
+            Err(e) => {
+                tracing::error!("{e} (waited up to {BIND_WAIT:?}); exiting");
+                std::process::exit(crate::EXIT_USAGE.into());
+            }
+        };
+        // The table is this worker's own, so pingora's listener owns (and closes) this handle only.
+        let mut table = Fds::new();
+        table.add(self.socket.addr.to_string(), handle.into_raw_fd());
+        let table: ListenFds = Arc::new(parking_lot::Mutex::new(table));
+        let started = std::panic::AssertUnwindSafe(self.inner.start_service(
+            Some(table),
+            shutdown,
+            listeners_per_fd,
+        ))
+        .catch_unwind()
+        .await;
         if started.is_err() {
-            tracing::error!(listener = %self.listener, "listener failed to start; exiting");
+            tracing::error!(listener = %listener, "listener failed to start; exiting");
             std::process::exit(1);
         }
     }
@@ -147,6 +204,6 @@ impl<S: Service> Service for Listening<S> {
     }
 
     fn threads(&self) -> Option<usize> {
-        self.inner.threads()
+        Some(1)
     }
 }

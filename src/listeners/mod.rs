@@ -25,7 +25,7 @@ use crate::shutdown::InFlight;
 use crate::tls::store::CertStore;
 use crate::upstream::UpstreamRuntime;
 use accept::{Accepting, HTTP_ALPN, Handshakes};
-use binding::{Bindings, Listening};
+use binding::{Bindings, Socket, Worker};
 use http::HttpEdge;
 use stats::ListenerStats;
 use tcp::TcpEdge;
@@ -65,7 +65,8 @@ pub struct Shared {
     pub bindings: Arc<Bindings>,
 }
 
-/// Builds one pingora service per listener.
+/// Builds the pingora services: `config.threads` single-threaded workers per listener (see
+/// `binding`).
 pub fn services(
     config: &Config,
     stores: &HashMap<TlsFiles, Arc<CertStore>>,
@@ -88,7 +89,7 @@ pub fn services(
             ListenerProtocol::Http => HTTP_ALPN,
             ListenerProtocol::Tcp { .. } => &[],
         };
-        let acceptor = match store {
+        let tls = match store {
             Some(store) => {
                 let tls =
                     accept::server_config(store.clone(), alpn, provider.clone(), ticketer.clone())
@@ -96,79 +97,85 @@ pub fn services(
                             listener: l.name.clone(),
                             reason: e.to_string(),
                         })?;
-                Some(Acceptor::from_server_config(Arc::new(tls)))
+                Some(Arc::new(tls))
             }
             None => None,
         };
-        let service: Box<dyn ServiceWithDependents> = match l.protocol {
-            ListenerProtocol::Http => {
-                let edge = HttpEdge {
-                    listener: l.name.clone(),
-                    is_tls: l.tls.is_some(),
-                    routes: l.routes.clone(),
-                    route_labels: l.routes.iter().map(route_label).collect(),
-                    upstreams: upstreams.clone(),
-                    in_flight: shared.in_flight.clone(),
-                    bearer: config.standalone.as_ref().map(|s| s.token.clone()),
-                    stats: stats.clone(),
-                    access_log: shared.access_log.clone(),
-                    handshakes: handshakes.clone(),
-                };
-                let mut proxy = pingora::proxy::http_proxy(server_conf, edge);
-                if store.is_none() {
-                    // Plaintext listeners also accept prior-knowledge HTTP/2, so gRPC clients work.
-                    let mut options = HttpServerOptions::default();
-                    options.h2c = true;
-                    proxy.server_options = Some(options);
-                }
-                let app = Accepting {
-                    acceptor,
-                    inner: Arc::new(proxy),
-                    stats,
-                    handshakes,
-                };
-                listening(l, app, config.threads, &shared.bindings)
-            }
-            ListenerProtocol::Tcp { idle_timeout } => {
-                let Some(upstream) = l.routes.first().map(|r| upstreams[r.upstream].clone()) else {
-                    continue;
-                };
-                let edge = TcpEdge {
-                    listener: l.name.clone(),
-                    upstream,
-                    connector: TransportConnector::new(None),
-                    idle_timeout,
-                    stats: stats.clone(),
-                    access_log: shared.access_log.clone(),
-                };
-                let app = Accepting {
-                    acceptor,
-                    inner: Arc::new(edge),
-                    stats,
-                    handshakes,
-                };
-                listening(l, app, config.threads, &shared.bindings)
-            }
+        let Some(socket) = shared.bindings.socket(&l.name) else {
+            continue;
         };
-        out.push(service);
+        for worker in 0..config.threads {
+            // Each worker has its own app, so its own upstream connection pool.
+            let service: Box<dyn ServiceWithDependents> = match l.protocol {
+                ListenerProtocol::Http => {
+                    let edge = HttpEdge {
+                        listener: l.name.clone(),
+                        is_tls: l.tls.is_some(),
+                        routes: l.routes.clone(),
+                        route_labels: l.routes.iter().map(route_label).collect(),
+                        upstreams: upstreams.clone(),
+                        in_flight: shared.in_flight.clone(),
+                        bearer: config.standalone.as_ref().map(|s| s.token.clone()),
+                        stats: stats.clone(),
+                        access_log: shared.access_log.clone(),
+                        handshakes: handshakes.clone(),
+                    };
+                    let mut proxy = pingora::proxy::http_proxy(server_conf, edge);
+                    if store.is_none() {
+                        // Plaintext listeners also accept prior-knowledge HTTP/2, so gRPC clients work.
+                        let mut options = HttpServerOptions::default();
+                        options.h2c = true;
+                        proxy.server_options = Some(options);
+                    }
+                    let app = Accepting {
+                        acceptor: tls.clone().map(Acceptor::from_server_config),
+                        inner: Arc::new(proxy),
+                        stats: stats.clone(),
+                        handshakes: handshakes.clone(),
+                    };
+                    worker_service(l, worker, app, &socket)
+                }
+                ListenerProtocol::Tcp { idle_timeout } => {
+                    let Some(upstream) = l.routes.first().map(|r| upstreams[r.upstream].clone())
+                    else {
+                        continue;
+                    };
+                    let edge = TcpEdge {
+                        listener: l.name.clone(),
+                        upstream,
+                        connector: TransportConnector::new(None),
+                        idle_timeout,
+                        stats: stats.clone(),
+                        access_log: shared.access_log.clone(),
+                    };
+                    let app = Accepting {
+                        acceptor: tls.clone().map(Acceptor::from_server_config),
+                        inner: Arc::new(edge),
+                        stats: stats.clone(),
+                        handshakes: handshakes.clone(),
+                    };
+                    worker_service(l, worker, app, &socket)
+                }
+            };
+            out.push(service);
+        }
     }
     Ok(out)
 }
 
-/// A plain TCP pingora listener running `app` (which does the TLS handshake itself).
-fn listening<A: ServerApp + Send + Sync + 'static>(
+/// One worker of listener `l`: a single-threaded plain TCP pingora service running `app` (which
+/// does the TLS handshake itself) on the listener's socket.
+fn worker_service<A: ServerApp + Send + Sync + 'static>(
     l: &Listener,
+    worker: usize,
     app: A,
-    threads: usize,
-    bindings: &Arc<Bindings>,
+    socket: &Arc<Socket>,
 ) -> Box<dyn ServiceWithDependents> {
-    let mut service = pingora::services::listening::Service::new(l.name.clone(), app);
+    let mut service =
+        pingora::services::listening::Service::new(format!("{}#{worker}", l.name), app);
     service.add_tcp(&l.listen.to_string());
-    service.threads = Some(threads);
-    Box::new(Listening {
-        listener: l.name.clone(),
-        addr: l.listen,
-        bindings: bindings.clone(),
+    Box::new(Worker {
+        socket: socket.clone(),
         inner: service,
     })
 }
