@@ -86,7 +86,9 @@ pub fn record(
             status_class(status),
         ])
         .inc();
-    stats.duration.observe(elapsed.as_secs_f64());
+    if let Some(duration) = &stats.duration {
+        duration.observe(elapsed.as_secs_f64());
+    }
     stats.bytes_in.inc_by(bytes_in);
     stats.bytes_out.inc_by(bytes_out);
     if is_grpc {
@@ -171,6 +173,18 @@ pub struct SessionView<'a> {
     pub bytes: (u64, u64),
     /// When the session started.
     pub started: Instant,
+    /// SNI, TLS version and ALPN of the client's connection, if it was TLS.
+    pub tls: Option<&'a SessionTls>,
+}
+
+/// The TLS side of a tcp session, for its log line.
+pub struct SessionTls {
+    /// Server name the client asked for.
+    pub sni: Option<String>,
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: &'static str,
+    /// Negotiated ALPN protocol, or `none`.
+    pub alpn: &'static str,
 }
 
 /// Writes the access log line of a finished tcp session.
@@ -187,6 +201,9 @@ pub fn record_session(stats: &ListenerStats, log: Option<&AccessLog>, view: Sess
                 "client": client,
                 "listener": stats.name,
                 "protocol": "tcp",
+                "sni": view.tls.and_then(|t| t.sni.as_deref()),
+                "tls_version": view.tls.map(|t| t.version),
+                "alpn": view.tls.map(|t| t.alpn),
                 "upstream": view.upstream,
                 "outcome": view.outcome,
                 "bytes_in": view.bytes.0,
@@ -195,8 +212,15 @@ pub fn record_session(stats: &ListenerStats, log: Option<&AccessLog>, view: Sess
             })
         ),
         Format::Text => format!(
-            "{time} {client} {} tcp upstream={} {} in={} out={} {secs:.6}s\n",
-            stats.name, view.upstream, view.outcome, view.bytes.0, view.bytes.1
+            "{time} {client} {} sni={} {} {} tcp upstream={} {} in={} out={} {secs:.6}s\n",
+            stats.name,
+            view.tls.and_then(|t| t.sni.as_deref()).unwrap_or("-"),
+            view.tls.map_or("-", |t| t.version),
+            view.tls.map_or("-", |t| t.alpn),
+            view.upstream,
+            view.outcome,
+            view.bytes.0,
+            view.bytes.1
         ),
     };
     log.write(line);

@@ -168,14 +168,6 @@ fn run(path: &Path, log_filter: &LogFilter) -> anyhow::Result<()> {
         config.shutdown_grace,
         Box::new(flush),
     );
-    for l in &config.listeners {
-        let tls = if l.tls.is_some() {
-            "tls"
-        } else {
-            "plaintext, NOT encrypted"
-        };
-        tracing::info!(listener = %l.name, addr = %l.listen, tls, "listening");
-    }
     server.run(RunArgs {
         shutdown_signal: Box::new(shutdown::GracefulSignals),
     });
@@ -258,20 +250,17 @@ fn init_logging() -> LogFilter {
     handle
 }
 
-/// Applies `[log] level` unless `RUST_LOG` is set (the environment wins, as for every setting).
+/// Applies `[log] level` (checked by `settings`) unless `RUST_LOG` is set: the environment wins,
+/// as for every setting.
 fn apply_log_level(handle: &LogFilter, level: Option<&str>) {
     let (Some(level), Err(_)) = (level, std::env::var("RUST_LOG")) else {
         return;
     };
-    match tracing_subscriber::EnvFilter::try_new(level) {
-        Ok(filter) => {
-            if let Err(e) = handle.reload(filter) {
-                tracing::warn!(error = %e, "cannot apply [log] level");
-            }
-        }
-        Err(e) => {
-            tracing::warn!(level, error = %e, "[log] level is not a valid filter; keeping the default")
-        }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(level)
+        .map_err(|e| e.to_string())
+        .and_then(|filter| handle.reload(filter).map_err(|e| e.to_string()))
+    {
+        tracing::warn!(level, error = %e, "cannot apply [log] level");
     }
 }
 

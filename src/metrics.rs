@@ -128,7 +128,7 @@ impl Metrics {
             )?,
             last_reload: gauge(
                 "smq_edge_last_reload_timestamp_seconds",
-                "Unix time of the last successful reload.",
+                "Unix time the store's material was last loaded successfully (start-up or reload).",
                 &["store"],
             )?,
             registry,

@@ -65,6 +65,9 @@ pub async fn proxy_failure(
     }
 }
 
+/// Every `kind` label of `smq_edge_upstream_errors_total`.
+pub const UPSTREAM_ERROR_KINDS: &[&str] = &["connect", "tls_verify", "other"];
+
 /// A bounded label for why reaching an upstream failed: `tls_verify` when the upstream's
 /// certificate was refused, `connect` for connection failures, `other` otherwise.
 pub fn upstream_error_kind(e: &Error) -> &'static str {

@@ -142,11 +142,13 @@ fn publish_reaches_subscriber_for_every_protocol_version() {
     let files = Pki::localhost().write(dir.path(), "");
     let broker = testkit::mqtt_broker::start();
     let port = free_port();
-    let proxy = Proxy::start(
-        dir.path(),
-        &config(port, &files.cert, &files.key, broker.mqtt),
-        &[local(port)],
+    let access_log = dir.path().join("access.log");
+    let cfg = format!(
+        "[access_log]\npath = \"{}\"\n{}",
+        access_log.display(),
+        config(port, &files.cert, &files.key, broker.mqtt)
     );
+    let proxy = Proxy::start(dir.path(), &cfg, &[local(port)]);
     for version in ["mqttv31", "mqttv311", "mqttv5"] {
         for qos in ["0", "1"] {
             let topic = format!("edge/{version}/{qos}");
@@ -161,6 +163,18 @@ fn publish_reaches_subscriber_for_every_protocol_version() {
         }
     }
     assert!(!proxy.log().contains("ERROR smq_edge"), "{}", proxy.log());
+    // Each session's access log line carries the client's TLS side and how it ended.
+    let mut lines = String::new();
+    poll_until("12 tcp session lines", || {
+        lines = std::fs::read_to_string(&access_log).unwrap_or_default();
+        lines.lines().count() >= 12
+    });
+    for line in lines.lines() {
+        assert!(
+            line.contains(" mqtt sni=localhost TLSv1.3 none tcp upstream=mqtt-adapter closed "),
+            "{line}"
+        );
+    }
 }
 
 /// A subscriber connected before a certificate rotation keeps its connection and still receives

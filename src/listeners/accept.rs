@@ -151,6 +151,16 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Accepting<A> {
     }
 }
 
+/// Every `reason` label of `smq_edge_tls_handshake_failures_total`.
+pub const FAILURE_REASONS: &[&str] = &[
+    "client_closed",
+    "client_alert",
+    "incompatible",
+    "malformed",
+    "timeout",
+    "other",
+];
+
 /// A bounded label for why a handshake failed, from the error text rustls and pingora give.
 pub fn failure_reason(error: &str) -> &'static str {
     let e = error.to_ascii_lowercase();

@@ -117,6 +117,7 @@ impl Socket {
             all.push(socket);
             *handles = Some(all);
             self.bound.store(true, Ordering::Release);
+            tracing::info!(listener = %self.listener, addr = %self.addr, "listening");
         }
         handles
             .as_mut()

@@ -81,11 +81,29 @@ pub fn services(
         listener: "*".into(),
         reason: e.to_string(),
     })?;
+    // Series with bounded labels exist from the start, so dashboards and alerts see zeros.
+    for up in upstreams.iter() {
+        for kind in crate::respond::UPSTREAM_ERROR_KINDS {
+            shared
+                .metrics
+                .upstream_errors
+                .with_label_values(&[up.config.name.as_str(), kind]);
+        }
+    }
     let mut out: Vec<Box<dyn ServiceWithDependents>> = Vec::new();
     for l in &config.listeners {
-        let stats = Arc::new(ListenerStats::new(&l.name, shared.metrics.clone()));
+        let http = matches!(l.protocol, ListenerProtocol::Http);
+        let stats = Arc::new(ListenerStats::new(&l.name, shared.metrics.clone(), http));
         let handshakes = Arc::new(Handshakes::default());
         let store = l.tls.as_ref().and_then(|files| stores.get(files));
+        if store.is_some() {
+            for reason in accept::FAILURE_REASONS {
+                shared
+                    .metrics
+                    .handshake_failures
+                    .with_label_values(&[l.name.as_str(), reason]);
+            }
+        }
         let alpn: &[&[u8]] = match l.protocol {
             ListenerProtocol::Http => HTTP_ALPN,
             ListenerProtocol::Tcp { .. } => &[],
@@ -148,6 +166,7 @@ pub fn services(
                         idle_timeout,
                         stats: stats.clone(),
                         access_log: shared.access_log.clone(),
+                        handshakes: handshakes.clone(),
                     };
                     let app = Accepting {
                         acceptor: tls.clone().map(Acceptor::from_server_config),

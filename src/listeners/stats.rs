@@ -22,19 +22,19 @@ pub struct ListenerStats {
     /// Bytes to clients.
     pub bytes_out: IntCounter,
     /// Request durations.
-    pub duration: Histogram,
+    pub duration: Option<Histogram>,
 }
 
 impl ListenerStats {
     /// Resolves the listener's collectors.
-    pub fn new(name: &str, metrics: Arc<Metrics>) -> Self {
+    pub fn new(name: &str, metrics: Arc<Metrics>, http: bool) -> Self {
         Self {
             name: name.to_owned(),
             connections: metrics.connections.with_label_values(&[name]),
             active: metrics.connections_active.with_label_values(&[name]),
             bytes_in: metrics.bytes.with_label_values(&[name, "in"]),
             bytes_out: metrics.bytes.with_label_values(&[name, "out"]),
-            duration: metrics.request_duration.with_label_values(&[name]),
+            duration: http.then(|| metrics.request_duration.with_label_values(&[name])),
             metrics,
         }
     }

@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::connectors::TransportConnector;
-use pingora::protocols::Stream;
+use pingora::protocols::{ALPN, Stream};
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::accept::Handshakes;
 use super::stats::ListenerStats;
-use crate::access_log::{AccessLog, SessionView, record_session};
+use crate::access_log::{AccessLog, SessionTls, SessionView, record_session};
 use crate::upstream::UpstreamRuntime;
 
 /// Size of each direction's copy buffer.
@@ -37,6 +38,8 @@ pub struct TcpEdge {
     pub stats: Arc<ListenerStats>,
     /// Where session lines go, if enabled.
     pub access_log: Option<AccessLog>,
+    /// SNI of each client's handshake.
+    pub handshakes: Arc<Handshakes>,
 }
 
 #[async_trait]
@@ -59,12 +62,22 @@ impl ServerApp for TcpEdge {
             .copied();
         let upstream_name = &self.upstream.config.name;
         let started = Instant::now();
+        let tls = downstream.get_ssl_digest().map(|d| SessionTls {
+            sni: client.and_then(|c| self.handshakes.sni(&c)),
+            version: crate::metrics::tls_version(&d.version),
+            alpn: match downstream.selected_alpn_proto() {
+                Some(ALPN::H2) => "h2",
+                Some(ALPN::H1) => "http/1.1",
+                _ => "none",
+            },
+        });
         let session = |outcome, bytes| SessionView {
             upstream: upstream_name,
             client,
             outcome,
             bytes,
             started,
+            tls: tls.as_ref(),
         };
         let peer = self.upstream.peer(client, server);
         let upstream = match self.connector.new_stream(&peer).await {

@@ -319,6 +319,16 @@ pub fn build(mut file: FileConfig, vars: &dyn Vars) -> Result<Config, SettingsEr
             "at least one [[listeners]] entry is needed",
         ));
     }
+    if let Some(level) = &file.log.level {
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
+            b.errs.push(invalid(
+                "log.level",
+                format!(
+                    "{level:?} is not a log filter (e.g. \"info\" or \"info,smq_edge=debug\"): {e}"
+                ),
+            ));
+        }
+    }
     let mut seen = HashMap::new();
     for l in &listeners {
         if let Some(other) = seen.insert(l.listen, l.name.clone()) {

@@ -83,6 +83,17 @@ fn durations_parse_and_zero_disables() {
 }
 
 #[test]
+fn a_log_level_that_is_not_a_filter_is_refused() {
+    let err = build_str(&format!("[log]\nlevel = \"no[t valid\"\n{MINIMAL}")).unwrap_err();
+    assert!(err[0].starts_with("log.level: "), "{err:?}");
+    let c = build_str(&format!(
+        "[log]\nlevel = \"warn,smq_edge=debug\"\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert_eq!(c.log_level.as_deref(), Some("warn,smq_edge=debug"));
+}
+
+#[test]
 fn wrong_types_and_unknown_keys_name_the_key() {
     let err = build_str(&format!("[server]\nthreads = \"two\"\n{MINIMAL}")).unwrap_err();
     assert!(

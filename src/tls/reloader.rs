@@ -76,8 +76,18 @@ impl Reloader {
         settings: ReloadSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
+        // Every series exists from the start (dashboards and alerts see zeros, not "no data"),
+        // and the start-up load counts as the last successful one.
+        let now = unix_now();
         for store in &stores {
             set_expiry(&metrics, store.as_ref());
+            for result in ["applied", "failed"] {
+                metrics.reloads.with_label_values(&[store.label(), result]);
+            }
+            metrics
+                .last_reload
+                .with_label_values(&[store.label()])
+                .set(now);
         }
         Self {
             stores,
@@ -107,13 +117,10 @@ impl Reloader {
                         .reloads
                         .with_label_values(&[store.label(), "applied"])
                         .inc();
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs() as i64);
                     self.metrics
                         .last_reload
                         .with_label_values(&[store.label()])
-                        .set(now);
+                        .set(unix_now());
                     set_expiry(&self.metrics, store.as_ref());
                 }
                 Reload::Failed(e) => {
@@ -280,4 +287,10 @@ impl BackgroundService for Reloader {
             dirs.refresh(self.watch_dirs());
         }
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -63,7 +63,7 @@ pub struct Store<T> {
 
 #[derive(Default)]
 struct ReloadState {
-    /// When material was last applied by a reload (not at start).
+    /// When the served material was loaded: at start, then by each applied reload.
     last_applied: Option<SystemTime>,
     /// The last reload failure, until a later reload succeeds.
     last_error: Option<String>,
@@ -87,6 +87,7 @@ impl<T> Store<T> {
             names,
             state: Mutex::new(ReloadState {
                 served: digest(&contents),
+                last_applied: Some(SystemTime::now()),
                 ..ReloadState::default()
             }),
             sources,
@@ -116,7 +117,7 @@ impl<T> Store<T> {
         &self.label
     }
 
-    /// When a reload last applied new material, and the last failure since then.
+    /// When the served material was loaded (start or reload), and the last failure since then.
     pub fn reload_status(&self) -> (Option<SystemTime>, Option<String>) {
         match self.state.lock() {
             Ok(state) => (state.last_applied, state.last_error.clone()),
@@ -140,8 +141,10 @@ impl<T> Store<T> {
             Err(e) => digest(&[e.to_string().into_bytes()]),
         };
         if read.is_ok() && hash == state.served {
+            // The files hold what is served again: an earlier failure no longer applies.
             state.reported = None;
             state.mismatch_since = None;
+            state.last_error = None;
             return Reload::Unchanged;
         }
         let built = read.and_then(|contents| (self.loader)(&contents, &self.names));

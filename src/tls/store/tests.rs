@@ -92,6 +92,29 @@ fn bad_content_keeps_the_old_pair_and_is_reported_once() {
 }
 
 #[test]
+fn restoring_the_served_content_clears_the_last_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = store(dir.path());
+    assert!(
+        store.reload_status().0.is_some(),
+        "the start-up load counts"
+    );
+    let good = std::fs::read(dir.path().join("cert.pem")).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), "garbage").unwrap();
+    assert!(matches!(
+        store.reload(Instant::now(), SETTLE),
+        Reload::Failed(_)
+    ));
+    assert!(store.reload_status().1.is_some());
+    std::fs::write(dir.path().join("cert.pem"), good).unwrap();
+    assert!(matches!(
+        store.reload(Instant::now(), SETTLE),
+        Reload::Unchanged
+    ));
+    assert_eq!(store.reload_status().1, None);
+}
+
+#[test]
 fn a_half_written_pair_settles_before_it_counts_as_a_failure() {
     let dir = tempfile::tempdir().unwrap();
     let (store, old) = store(dir.path());
