@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::signal::unix::{SignalKind, signal};
@@ -198,6 +199,17 @@ fn log_applied(store: &dyn Reloadable) {
     }
 }
 
+/// Whether a watch event can mean new content. Reads are not: the reloader's own reads of the
+/// files it watches would otherwise trigger the next reload, about every debounce interval.
+/// Closing a file that was open for writing is: it ends an in-place write.
+fn may_change_files(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 /// Keeps a notify watcher on the directories the stores need, adding any that appear later
 /// (a directory that did not exist at start, a new symlink target).
 struct DirWatch {
@@ -209,7 +221,7 @@ impl DirWatch {
     fn new(enabled: bool, events: mpsc::UnboundedSender<()>) -> Self {
         let watcher = enabled.then(|| {
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-                if res.is_ok() {
+                if res.is_ok_and(|event| may_change_files(&event.kind)) {
                     let _ = events.send(());
                 }
             })
@@ -293,4 +305,30 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, ModifyKind, RenameMode};
+
+    #[test]
+    fn reads_do_not_trigger_a_reload_but_writes_and_renames_do() {
+        assert!(!may_change_files(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!may_change_files(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(may_change_files(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(may_change_files(&EventKind::Modify(ModifyKind::Name(
+            RenameMode::To
+        ))));
+        assert!(may_change_files(&EventKind::Create(CreateKind::File)));
+        assert!(may_change_files(&EventKind::Remove(
+            notify::event::RemoveKind::File
+        )));
+    }
 }
