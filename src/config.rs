@@ -12,6 +12,8 @@ use std::time::Duration;
 pub struct Config {
     /// Worker threads per listener.
     pub threads: usize,
+    /// Idle upstream connections each worker keeps for reuse (0 keeps none).
+    pub upstream_keepalive: usize,
     /// How long in-flight requests may run after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
     /// How certificate files are watched and reloaded.

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 
@@ -133,7 +132,7 @@ fn run(path: &Path, log_filter: &LogFilter) -> anyhow::Result<()> {
         None => (None, None),
     };
 
-    let mut server = Server::new_with_opt_and_conf(None, server_conf(&config));
+    let mut server = Server::new_with_opt_and_conf(None, listeners::server_conf(&config));
     server.bootstrap();
     let shared = listeners::Shared {
         metrics: metrics.clone(),
@@ -144,13 +143,7 @@ fn run(path: &Path, log_filter: &LogFilter) -> anyhow::Result<()> {
             config.threads,
         ),
     };
-    let services = listeners::services(
-        &config,
-        &material.listeners,
-        &material.upstreams,
-        &server.configuration,
-        &shared,
-    )?;
+    let services = listeners::services(&config, &material.listeners, &material.upstreams, &shared)?;
     let reloader = Reloader::new(material.reloadable, config.reload, metrics.clone());
     server.add_service(background_service("tls reloader", reloader));
     if let Some(addr) = config.admin {
@@ -206,21 +199,6 @@ fn prepare(path: &Path, log_filter: &LogFilter) -> anyhow::Result<(Config, Mater
         }
     }
     Ok((config, material))
-}
-
-/// Pingora's process settings: our threads, and a grace period long enough for the drain, which
-/// ends it early (see `shutdown`).
-fn server_conf(config: &Config) -> ServerConf {
-    ServerConf {
-        threads: config.threads,
-        // One single-threaded runtime per worker thread, as nginx runs one event loop per
-        // worker: a connection stays on its thread, sparing the cross-thread wake-ups that
-        // dominated a perf profile under wrk with work stealing.
-        work_stealing: false,
-        grace_period_seconds: Some(config.shutdown_grace.as_secs() + 1),
-        graceful_shutdown_timeout_seconds: Some(1),
-        ..ServerConf::default()
-    }
 }
 
 /// Default log filter. pingora logs a client that hangs up before sending the HTTP/2 preface

@@ -37,6 +37,8 @@ pub struct FileConfig {
 pub struct ServerSection {
     /// Worker threads per listener.
     pub threads: Option<usize>,
+    /// Idle upstream connections each worker keeps for reuse.
+    pub upstream_keepalive: Option<usize>,
     /// How long in-flight requests may run after SIGTERM/SIGINT, e.g. `"10s"`.
     pub shutdown_grace: Option<String>,
 }

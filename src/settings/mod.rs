@@ -22,6 +22,10 @@ use file::FileConfig;
 
 /// Default worker threads per listener.
 pub const DEFAULT_THREADS: usize = 2;
+/// Default idle upstream connections kept per worker: enough for every stream of a hundred
+/// busy HTTP/2 clients to find a pooled HTTP/1.1 connection (pingora's own default of 128 made a
+/// worker with 320 streams in flight open and close upstream connections on every few requests).
+pub const DEFAULT_UPSTREAM_KEEPALIVE: usize = 1024;
 /// Default drain time after SIGTERM/SIGINT.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Default address of the admin listener: loopback only.
@@ -183,6 +187,15 @@ pub fn build(mut file: FileConfig, vars: &dyn Vars) -> Result<Config, SettingsEr
         None => DEFAULT_THREADS,
     };
     b.record_or_default("server.threads", file.server.threads.is_some(), threads);
+    let upstream_keepalive = file
+        .server
+        .upstream_keepalive
+        .unwrap_or(DEFAULT_UPSTREAM_KEEPALIVE);
+    b.record_or_default(
+        "server.upstream_keepalive",
+        file.server.upstream_keepalive.is_some(),
+        upstream_keepalive,
+    );
     let shutdown_grace = duration(
         &mut b.errs,
         "server.shutdown_grace",
@@ -344,6 +357,7 @@ pub fn build(mut file: FileConfig, vars: &dyn Vars) -> Result<Config, SettingsEr
     }
     Ok(Config {
         threads,
+        upstream_keepalive,
         shutdown_grace,
         reload,
         admin,

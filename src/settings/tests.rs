@@ -44,9 +44,18 @@ address = "127.0.0.1:9002"
 "#;
 
 #[test]
+fn upstream_keepalive_comes_from_the_file() {
+    let c = build_str(&format!("[server]\nupstream_keepalive = 0\n{MINIMAL}")).unwrap();
+    assert_eq!(c.upstream_keepalive, 0);
+    let err = build_str(&format!("[server]\nupstream_keepalive = -1\n{MINIMAL}")).unwrap_err();
+    assert!(err[0].contains("server.upstream_keepalive"), "{err:?}");
+}
+
+#[test]
 fn minimal_config_gets_defaults() {
     let c = build_str(MINIMAL).unwrap();
     assert_eq!(c.threads, DEFAULT_THREADS);
+    assert_eq!(c.upstream_keepalive, DEFAULT_UPSTREAM_KEEPALIVE);
     assert_eq!(c.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
     let u = &c.upstreams[0];
     assert_eq!(u.protocol, UpstreamProtocol::Http1);
