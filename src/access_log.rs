@@ -167,7 +167,7 @@ pub struct SessionView<'a> {
     pub upstream: &'a str,
     /// The client's address.
     pub client: Option<std::net::SocketAddr>,
-    /// How the session ended (`closed`, `reset`, `idle timeout`, `upstream refused`).
+    /// How the session ended (`closed`, `reset`, `idle timeout`, `shutdown`, `upstream refused`).
     pub outcome: &'a str,
     /// Bytes from and to the client.
     pub bytes: (u64, u64),

@@ -244,3 +244,42 @@ async fn refused_upstream_closes_the_client_connection() {
         "{line}"
     );
 }
+
+/// SIGTERM with a subscriber connected: the session is closed (a byte stream has no request to
+/// drain to), its access log line is written with outcome `shutdown`, and the process exits 0.
+#[test]
+fn shutdown_closes_open_sessions_and_logs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Pki::localhost().write(dir.path(), "");
+    let broker = testkit::mqtt_broker::start();
+    let port = free_port();
+    let access_log = dir.path().join("access.log");
+    let cfg = format!(
+        "[server]\nshutdown_grace = \"10s\"\n[access_log]\npath = \"{}\"\n{}",
+        access_log.display(),
+        config(port, &files.cert, &files.key, broker.mqtt)
+    );
+    let mut proxy = Proxy::start(dir.path(), &cfg, &[local(port)]);
+    let mut sub = Subscriber::start(port, &files.ca, "edge/shutdown", "mqttv311", 1);
+    proxy.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = proxy.wait_exit();
+    assert_eq!(status.code(), Some(0), "{}", proxy.log());
+    assert!(proxy.log().contains("drained; exiting"), "{}", proxy.log());
+    let sub_status = sub.child.wait().unwrap();
+    for reader in sub.readers.drain(..) {
+        reader.join().unwrap();
+    }
+    assert!(
+        !sub_status.success(),
+        "the subscriber should have lost its connection:\n{}",
+        sub.output()
+    );
+    let lines = std::fs::read_to_string(&access_log).unwrap();
+    assert!(
+        lines
+            .lines()
+            .any(|l| l
+                .contains(" mqtt sni=localhost TLSv1.3 none tcp upstream=mqtt-adapter shutdown ")),
+        "{lines}"
+    );
+}

@@ -173,6 +173,7 @@ pub fn services(
                         stats: stats.clone(),
                         access_log: shared.access_log.clone(),
                         handshakes: handshakes.clone(),
+                        in_flight: shared.in_flight.clone(),
                     };
                     let app = Accepting {
                         acceptor: tls.clone().map(Acceptor::from_server_config),

@@ -2,7 +2,9 @@
 //! listener), connect the one upstream (plaintext or TLS, with a PROXY v2 header if asked),
 //! then copy bytes both ways until both sides have closed, or until the connection has been
 //! silent for `idle_timeout`. Half-close is passed on: a side that finishes writing gets its
-//! peer's write side shut down, while the other direction keeps flowing.
+//! peer's write side shut down, while the other direction keeps flowing. On shutdown every
+//! session is closed at once (outcome `shutdown`) and logged before the process exits: a
+//! byte stream has no request boundary to drain to, and an MQTT client reconnects.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::accept::Handshakes;
 use super::stats::ListenerStats;
 use crate::access_log::{AccessLog, SessionTls, SessionView, record_session};
+use crate::shutdown::InFlight;
 use crate::upstream::UpstreamRuntime;
 
 /// Size of each direction's copy buffer.
@@ -40,6 +43,8 @@ pub struct TcpEdge {
     pub access_log: Option<AccessLog>,
     /// SNI of each client's handshake.
     pub handshakes: Arc<Handshakes>,
+    /// Counts open sessions, so shutdown waits for their log lines.
+    pub in_flight: InFlight,
 }
 
 #[async_trait]
@@ -47,8 +52,9 @@ impl ServerApp for TcpEdge {
     async fn process_new(
         self: &Arc<Self>,
         downstream: Stream,
-        _shutdown: &ShutdownWatch,
+        shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let _in_flight = self.in_flight.enter();
         let digest = downstream.get_socket_digest();
         let client = digest
             .as_ref()
@@ -101,7 +107,14 @@ impl ServerApp for TcpEdge {
                 return None;
             }
         };
-        let (outcome, bytes) = relay(downstream, upstream, self.idle_timeout, &self.stats).await;
+        let (outcome, bytes) = relay(
+            downstream,
+            upstream,
+            self.idle_timeout,
+            &self.stats,
+            shutdown.clone(),
+        )
+        .await;
         tracing::debug!(listener = %self.listener, upstream = %upstream_name, client = ?client, outcome, "tcp session ended");
         record_session(
             &self.stats,
@@ -112,12 +125,14 @@ impl ServerApp for TcpEdge {
     }
 }
 
-/// Copies both ways until both directions are finished or the connection is idle for `idle`.
+/// Copies both ways until both directions are finished, the connection is idle for `idle`, or
+/// the process shuts down.
 async fn relay(
     downstream: Stream,
     upstream: Stream,
     idle: Duration,
     stats: &ListenerStats,
+    mut shutdown: ShutdownWatch,
 ) -> (&'static str, (u64, u64)) {
     let start = Instant::now();
     let last = AtomicU64::new(0);
@@ -155,6 +170,8 @@ async fn relay(
             _ => "reset",
         },
         () = watchdog => "idle timeout",
+        // Dropping both streams closes both connections.
+        _ = shutdown.wait_for(|stopping| *stopping) => "shutdown",
     };
     (outcome, (sent_in.into_inner(), sent_out.into_inner()))
 }
