@@ -173,7 +173,7 @@ pub fn parse_chain(pem: &[u8], file: &str) -> Result<Vec<CertificateDer<'static>
     };
     let chain = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| malformed(e.to_string()))?;
+        .map_err(|e| malformed(pem_reason(&e)))?;
     if chain.is_empty() {
         return Err(PemError::NoCertificate {
             file: file.to_owned(),
@@ -194,9 +194,26 @@ pub fn parse_key(pem: &[u8], file: &str) -> Result<PrivateKeyDer<'static>, PemEr
         },
         other => PemError::Malformed {
             file: file.to_owned(),
-            reason: other.to_string(),
+            reason: pem_reason(&other),
         },
     })
+}
+
+/// The PEM parser's error as text: its own `Display` prints the marker lines it names as
+/// lists of byte values.
+fn pem_reason(e: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "no \"-----END {}-----\" line (truncated file?)",
+            String::from_utf8_lossy(end_marker)
+        ),
+        Error::IllegalSectionStart { line } => format!(
+            "bad BEGIN line \"{}\"",
+            String::from_utf8_lossy(line).trim()
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// Builds the server identity from a chain and key: the key must sign for the leaf (the first
