@@ -341,7 +341,8 @@ async fn readyz_is_503_until_the_listener_is_bound() {
     assert!(s.proxy.log().contains("address in use; waiting for it"));
 }
 
-/// `/certs` lists each certificate with where it is used, and shows the new serial after a
+/// `/certs` lists each certificate with where it is used, names a bad file in `last_error` while
+/// the served certificate stays listed, and shows the new serial after a
 /// rotation.
 #[tokio::test(flavor = "multi_thread")]
 async fn certs_inventory_shows_the_rotated_serial() {
@@ -364,6 +365,20 @@ async fn certs_inventory_shows_the_rotated_serial() {
             "{field} missing: {entry}"
         );
     }
+    assert!(entry["last_error"].is_null(), "{entry}");
+    // A bad file: the inventory names it in last_error and still lists the served certificate.
+    let chain = s.dir.path().join("chain.pem");
+    let good_chain = std::fs::read_to_string(&chain).unwrap();
+    common::write_atomically(&chain, "not a certificate\n");
+    let mut failed = serde_json::Value::Null;
+    poll_until("/certs last_error after a bad file", || {
+        failed = serde_json::from_str(&admin_get(s.admin, "/certs").1).unwrap();
+        failed[0]["last_error"].is_string()
+    });
+    let error = failed[0]["last_error"].as_str().unwrap();
+    assert!(error.contains("chain.pem"), "{error}");
+    assert_eq!(failed[0]["certificate"], entry["certificate"]);
+    common::write_atomically(&chain, &good_chain);
     let leaf = s.pki.leaf("localhost", &["localhost", "127.0.0.1"]);
     common::rotate_pair(
         &s.dir.path().join("chain.pem"),
@@ -384,6 +399,7 @@ async fn certs_inventory_shows_the_rotated_serial() {
         entry["certificate"]["serial"]
     );
     assert!(after[0]["last_reload"].is_string(), "{}", after[0]);
+    assert!(after[0]["last_error"].is_null(), "{}", after[0]);
 }
 
 /// A JSON access log line per request, with every field.
@@ -424,8 +440,37 @@ async fn access_log_line_carries_every_field() {
     );
     assert!(v["bytes_out"].as_u64().unwrap() > 0, "{v}");
     assert!(v["duration_seconds"].as_f64().unwrap() > 0.0, "{v}");
-    assert!(
-        v["time"].is_string() && v.get("grpc_status").is_some(),
-        "{v}"
-    );
+    assert_eq!(v["route"], "/hello");
+    assert_eq!(v["bytes_in"], 0);
+    assert!(v["grpc_status"].is_null(), "{v}");
+    assert!(v["time"].is_string(), "{v}");
+
+    // A gRPC call's line carries its grpc-status and the request body's bytes.
+    let mut client = EchoClient::new(grpc_channel(local(s.port), &s.pki.ca_pem).await);
+    client
+        .unary(EchoRequest {
+            message: "logged".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut grpc = serde_json::Value::Null;
+    poll_until("the gRPC access log line", || {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        match text
+            .lines()
+            .find(|l| l.contains("/testkit.echo.Echo/Unary"))
+        {
+            Some(l) => {
+                grpc = serde_json::from_str(l).unwrap();
+                true
+            }
+            None => false,
+        }
+    });
+    assert_eq!(grpc["grpc_status"], "0", "{grpc}");
+    assert_eq!(grpc["route"], "/testkit.echo.Echo", "{grpc}");
+    assert_eq!(grpc["upstream"], "grpc", "{grpc}");
+    assert_eq!(grpc["method"], "POST", "{grpc}");
+    assert!(grpc["bytes_in"].as_u64().unwrap() > 0, "{grpc}");
 }
