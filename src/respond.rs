@@ -35,25 +35,33 @@ pub async fn proxy_failure(
 ) -> FailToProxy {
     let code = http_status(e);
     let upstream_name = upstream.unwrap_or("-");
-    if code == 0 {
-        tracing::debug!(listener, upstream = upstream_name, error = %e, "client went away");
-    } else {
-        tracing::error!(listener, upstream = upstream_name, status = code, error = %e, "request failed");
+    let grpc = is_grpc(session).then_some(match code {
+        504 => (GRPC_DEADLINE_EXCEEDED, "timed out"),
+        _ => (GRPC_UNAVAILABLE, "unavailable"),
+    });
+    // The log names what the client is told: a gRPC client gets HTTP 200 and a grpc-status.
+    match (code, grpc) {
+        (0, _) => {
+            tracing::debug!(listener, upstream = upstream_name, error = %e, "client went away")
+        }
+        (_, Some((grpc_status, _))) => {
+            tracing::error!(listener, upstream = upstream_name, grpc_status, error = %e, "request failed")
+        }
+        (_, None) => {
+            tracing::error!(listener, upstream = upstream_name, status = code, error = %e, "request failed")
+        }
     }
     let answerable = code != 0 && session.response_written().is_none();
     if answerable {
-        let written = if is_grpc(session) {
-            let (status, what) = match code {
-                504 => (GRPC_DEADLINE_EXCEEDED, "timed out"),
-                _ => (GRPC_UNAVAILABLE, "unavailable"),
-            };
-            let message = format!(
-                "smq-edge: upstream {upstream_name} {what}: {}",
-                e.etype().as_str()
-            );
-            write_grpc_status(session, status, &message).await
-        } else {
-            session.respond_error(code).await
+        let written = match grpc {
+            Some((status, what)) => {
+                let message = format!(
+                    "smq-edge: upstream {upstream_name} {what}: {}",
+                    e.etype().as_str()
+                );
+                write_grpc_status(session, status, &message).await
+            }
+            None => session.respond_error(code).await,
         };
         if let Err(err) = written {
             tracing::debug!(listener, error = %err, "could not write the error response");

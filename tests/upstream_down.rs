@@ -62,13 +62,14 @@ async fn http_client_gets_502() {
         ]);
         assert_eq!(String::from_utf8_lossy(&out.stdout), "502", "{flag}");
     }
-    proxy.wait_for_log("upstream=\"rest\"");
+    proxy.wait_for_log("upstream=\"rest\" status=502");
 }
 
-/// A tonic client gets UNAVAILABLE with a message naming the upstream.
+/// A tonic client gets UNAVAILABLE with a message naming the upstream, and the proxy's log line
+/// gives that grpc-status (the client saw HTTP 200, not 502).
 #[tokio::test(flavor = "multi_thread")]
 async fn grpc_client_gets_unavailable_with_a_message() {
-    let (_dir, _proxy, pki, port) = setup();
+    let (_dir, proxy, pki, port) = setup();
     let channel = grpc_channel(local(port), &pki.ca_pem).await;
     let err = EchoClient::new(channel)
         .unary(EchoRequest {
@@ -82,4 +83,5 @@ async fn grpc_client_gets_unavailable_with_a_message() {
         err.message().contains("upstream grpc unavailable"),
         "{err:?}"
     );
+    proxy.wait_for_log("upstream=\"grpc\" grpc_status=14");
 }
