@@ -379,6 +379,7 @@ async fn certs_inventory_shows_the_rotated_serial() {
     assert!(error.contains("chain.pem"), "{error}");
     assert_eq!(failed[0]["certificate"], entry["certificate"]);
     common::write_atomically(&chain, &good_chain);
+    s.proxy.wait_for_log("the earlier reload error is cleared");
     let leaf = s.pki.leaf("localhost", &["localhost", "127.0.0.1"]);
     common::rotate_pair(
         &s.dir.path().join("chain.pem"),

@@ -105,6 +105,11 @@ impl Reloader {
         for store in &self.stores {
             match store.reload(now, self.settings.settle) {
                 Reload::Unchanged | Reload::StillFailing => {}
+                // Not a reload (nothing new is served), but the error logged before is over.
+                Reload::Restored => tracing::info!(
+                    store = store.label(),
+                    "files hold the served material again; the earlier reload error is cleared"
+                ),
                 Reload::Settling => {
                     settling = true;
                     tracing::debug!(

@@ -32,6 +32,8 @@ pub type ClientStore = Store<ClientIdentity>;
 pub enum Reload {
     /// The files hold what is already served.
     Unchanged,
+    /// The files hold what is served again after a reported failure, which is now cleared.
+    Restored,
     /// New material passed every check and is now served.
     Applied,
     /// The key does not match the certificate yet, within the settle window: one file of the pair
@@ -144,8 +146,10 @@ impl<T> Store<T> {
             // The files hold what is served again: an earlier failure no longer applies.
             state.reported = None;
             state.mismatch_since = None;
-            state.last_error = None;
-            return Reload::Unchanged;
+            return match state.last_error.take() {
+                Some(_) => Reload::Restored,
+                None => Reload::Unchanged,
+            };
         }
         let built = read.and_then(|contents| (self.loader)(&contents, &self.names));
         if let Err(PemError::KeyMismatch { .. }) = &built {

@@ -109,9 +109,13 @@ fn restoring_the_served_content_clears_the_last_error() {
     std::fs::write(dir.path().join("cert.pem"), good).unwrap();
     assert!(matches!(
         store.reload(Instant::now(), SETTLE),
-        Reload::Unchanged
+        Reload::Restored
     ));
     assert_eq!(store.reload_status().1, None);
+    assert!(matches!(
+        store.reload(Instant::now(), SETTLE),
+        Reload::Unchanged
+    ));
 }
 
 #[test]
