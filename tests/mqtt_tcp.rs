@@ -1,16 +1,18 @@
 //! MQTT over TLS through a tcp listener to a real mosquitto broker, with the mosquitto command
 //! line clients: delivery (QoS 0 and 1) for MQTT 3.1, 3.1.1 and 5; a subscriber connected before
-//! a certificate rotation still receiving after it; an upstream that refuses connections.
+//! a certificate rotation still receiving after it; an upstream that refuses connections; SIGTERM
+//! closing open sessions with their access log lines.
 
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 
 use common::{Proxy, fingerprint, free_port, local, poll_until, wait_for_served};
-use testkit::pki::Pki;
+use testkit::mqtt_broker::Broker;
+use testkit::pki::{Pki, PkiFiles};
 
 fn config(port: u16, cert: &Path, key: &Path, upstream: std::net::SocketAddr) -> String {
     format!(
@@ -35,6 +37,39 @@ protocol = "tcp"
         cert = cert.display(),
         key = key.display(),
     )
+}
+
+/// The proxy's tcp listener in front of a fresh broker, with its access log in a file.
+struct Edge {
+    files: PkiFiles,
+    port: u16,
+    access_log: PathBuf,
+    proxy: Proxy,
+    _broker: Broker,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts an [`Edge`]; `server` is TOML put before the listener's (e.g. a `[server]` section).
+fn start_edge(server: &str) -> Edge {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Pki::localhost().write(dir.path(), "");
+    let broker = testkit::mqtt_broker::start();
+    let port = free_port();
+    let access_log = dir.path().join("access.log");
+    let cfg = format!(
+        "{server}[access_log]\npath = \"{}\"\n{}",
+        access_log.display(),
+        config(port, &files.cert, &files.key, broker.mqtt)
+    );
+    let proxy = Proxy::start(dir.path(), &cfg, &[local(port)]);
+    Edge {
+        files,
+        port,
+        access_log,
+        proxy,
+        _broker: broker,
+        _dir: dir,
+    }
 }
 
 /// A `mosquitto_sub` through the proxy whose output is collected as it runs.
@@ -107,14 +142,19 @@ impl Subscriber {
         self.output.lock().unwrap().clone()
     }
 
-    /// Waits for mosquitto_sub to exit after receiving its messages.
-    fn finish(mut self) -> String {
+    /// Waits for mosquitto_sub to exit; returns how it exited and everything it printed.
+    fn wait(mut self) -> (ExitStatus, String) {
         let status = self.child.wait().unwrap();
         // The pipes close when the process exits; the readers then have every line.
         for reader in self.readers.drain(..) {
             reader.join().unwrap();
         }
-        let out = self.output();
+        (status, self.output())
+    }
+
+    /// Waits for mosquitto_sub to exit after receiving its messages.
+    fn finish(self) -> String {
+        let (status, out) = self.wait();
         assert!(status.success(), "mosquitto_sub failed:\n{out}");
         out
     }
@@ -138,23 +178,13 @@ fn publish(port: u16, ca: &Path, topic: &str, message: &str, version: &str, qos:
 /// reaches a subscriber connected over TLS through the proxy.
 #[test]
 fn publish_reaches_subscriber_for_every_protocol_version() {
-    let dir = tempfile::tempdir().unwrap();
-    let files = Pki::localhost().write(dir.path(), "");
-    let broker = testkit::mqtt_broker::start();
-    let port = free_port();
-    let access_log = dir.path().join("access.log");
-    let cfg = format!(
-        "[access_log]\npath = \"{}\"\n{}",
-        access_log.display(),
-        config(port, &files.cert, &files.key, broker.mqtt)
-    );
-    let proxy = Proxy::start(dir.path(), &cfg, &[local(port)]);
+    let e = start_edge("");
     for version in ["mqttv31", "mqttv311", "mqttv5"] {
         for qos in ["0", "1"] {
             let topic = format!("edge/{version}/{qos}");
-            let sub = Subscriber::start(port, &files.ca, &topic, version, 1);
+            let sub = Subscriber::start(e.port, &e.files.ca, &topic, version, 1);
             let message = format!("hello {version} qos{qos}");
-            publish(port, &files.ca, &topic, &message, version, qos);
+            publish(e.port, &e.files.ca, &topic, &message, version, qos);
             let out = sub.finish();
             assert!(
                 out.lines().any(|l| l == message),
@@ -162,11 +192,15 @@ fn publish_reaches_subscriber_for_every_protocol_version() {
             );
         }
     }
-    assert!(!proxy.log().contains("ERROR smq_edge"), "{}", proxy.log());
+    assert!(
+        !e.proxy.log().contains("ERROR smq_edge"),
+        "{}",
+        e.proxy.log()
+    );
     // Each session's access log line carries the client's TLS side and how it ended.
     let mut lines = String::new();
     poll_until("12 tcp session lines", || {
-        lines = std::fs::read_to_string(&access_log).unwrap_or_default();
+        lines = std::fs::read_to_string(&e.access_log).unwrap_or_default();
         lines.lines().count() >= 12
     });
     for line in lines.lines() {
@@ -249,32 +283,22 @@ async fn refused_upstream_closes_the_client_connection() {
 /// drain to), its access log line is written with outcome `shutdown`, and the process exits 0.
 #[test]
 fn shutdown_closes_open_sessions_and_logs_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let files = Pki::localhost().write(dir.path(), "");
-    let broker = testkit::mqtt_broker::start();
-    let port = free_port();
-    let access_log = dir.path().join("access.log");
-    let cfg = format!(
-        "[server]\nshutdown_grace = \"10s\"\n[access_log]\npath = \"{}\"\n{}",
-        access_log.display(),
-        config(port, &files.cert, &files.key, broker.mqtt)
+    let mut e = start_edge("[server]\nshutdown_grace = \"10s\"\n");
+    let sub = Subscriber::start(e.port, &e.files.ca, "edge/shutdown", "mqttv311", 1);
+    e.proxy.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = e.proxy.wait_exit();
+    assert_eq!(status.code(), Some(0), "{}", e.proxy.log());
+    assert!(
+        e.proxy.log().contains("drained; exiting"),
+        "{}",
+        e.proxy.log()
     );
-    let mut proxy = Proxy::start(dir.path(), &cfg, &[local(port)]);
-    let mut sub = Subscriber::start(port, &files.ca, "edge/shutdown", "mqttv311", 1);
-    proxy.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = proxy.wait_exit();
-    assert_eq!(status.code(), Some(0), "{}", proxy.log());
-    assert!(proxy.log().contains("drained; exiting"), "{}", proxy.log());
-    let sub_status = sub.child.wait().unwrap();
-    for reader in sub.readers.drain(..) {
-        reader.join().unwrap();
-    }
+    let (sub_status, sub_output) = sub.wait();
     assert!(
         !sub_status.success(),
-        "the subscriber should have lost its connection:\n{}",
-        sub.output()
+        "the subscriber should have lost its connection:\n{sub_output}"
     );
-    let lines = std::fs::read_to_string(&access_log).unwrap();
+    let lines = std::fs::read_to_string(&e.access_log).unwrap();
     assert!(
         lines
             .lines()

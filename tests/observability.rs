@@ -416,17 +416,7 @@ async fn access_log_line_carries_every_field() {
     ]);
     assert!(out.status.success());
     let log_path = s.dir.path().join("access.log");
-    let mut line = String::new();
-    poll_until("the access log line", || {
-        line = std::fs::read_to_string(&log_path)
-            .unwrap_or_default()
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .to_owned();
-        !line.is_empty()
-    });
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let v = access_log_line(&log_path, "/hello/log");
     assert_eq!(v["listener"], "https");
     assert_eq!(v["sni"], "localhost");
     assert_eq!(v["tls_version"], "TLSv1.3");
@@ -455,23 +445,25 @@ async fn access_log_line_carries_every_field() {
         })
         .await
         .unwrap();
-    let mut grpc = serde_json::Value::Null;
-    poll_until("the gRPC access log line", || {
-        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        match text
-            .lines()
-            .find(|l| l.contains("/testkit.echo.Echo/Unary"))
-        {
-            Some(l) => {
-                grpc = serde_json::from_str(l).unwrap();
-                true
-            }
-            None => false,
-        }
-    });
+    let grpc = access_log_line(&log_path, "/testkit.echo.Echo/Unary");
     assert_eq!(grpc["grpc_status"], "0", "{grpc}");
     assert_eq!(grpc["route"], "/testkit.echo.Echo", "{grpc}");
     assert_eq!(grpc["upstream"], "grpc", "{grpc}");
     assert_eq!(grpc["method"], "POST", "{grpc}");
     assert!(grpc["bytes_in"].as_u64().unwrap() > 0, "{grpc}");
+}
+
+/// The first JSON access log line in `path` that contains `needle`, once it is written.
+fn access_log_line(path: &std::path::Path, needle: &str) -> serde_json::Value {
+    let mut line = String::new();
+    poll_until(&format!("the access log line for {needle}"), || {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        line = text
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_owned();
+        !line.is_empty()
+    });
+    serde_json::from_str(&line).unwrap()
 }
