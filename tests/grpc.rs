@@ -16,7 +16,13 @@ struct Setup {
     _proxy: Proxy,
     upstream: testkit::grpc_upstream::GrpcUpstream,
     channel: tonic::transport::Channel,
+    /// The proxy's listener and the CA its certificate chains to, for more client connections.
+    addr: std::net::SocketAddr,
+    ca_pem: String,
 }
+
+/// Worker threads of the proxy under test; each has its own upstream pool.
+const WORKERS: usize = 2;
 
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
@@ -26,6 +32,9 @@ async fn setup() -> Setup {
     let port = free_port();
     let cfg = format!(
         r#"
+[server]
+threads = {WORKERS}
+
 [[listeners]]
 name = "clients"
 listen = "127.0.0.1:{port}"
@@ -51,6 +60,8 @@ protocol = "h2c"
         _proxy: proxy,
         upstream,
         channel,
+        addr: local(port),
+        ca_pem: pki.ca_pem.clone(),
     }
 }
 
@@ -154,6 +165,32 @@ async fn health_check_reports_serving() {
     assert_eq!(resp.into_inner().status, ServingStatus::Serving as i32);
 }
 
+/// A cold burst of concurrent calls from many client connections (as h2load's 64 × 10) waits
+/// for one upstream connection per worker instead of each call opening its own while the first
+/// is still connecting.
+#[tokio::test(flavor = "multi_thread")]
+async fn cold_burst_shares_one_upstream_connection_per_worker() {
+    let s = setup().await;
+    let mut channels = Vec::new();
+    for _ in 0..16 {
+        channels.push(grpc_channel(s.addr, &s.ca_pem).await);
+    }
+    let calls = channels.iter().flat_map(|ch| {
+        (0..6).map(move |i| {
+            let mut c = EchoClient::new(ch.clone());
+            async move { c.unary(req(&i.to_string(), 0)).await }
+        })
+    });
+    for r in futures::future::join_all(calls).await {
+        r.unwrap();
+    }
+    assert!(
+        s.upstream.connections() <= WORKERS,
+        "96 calls over 16 client connections opened {} upstream connections ({WORKERS} workers)",
+        s.upstream.connections()
+    );
+}
+
 /// Many calls, sequential and concurrent, share few multiplexed h2c upstream connections.
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_h2c_connection_is_multiplexed() {
@@ -174,13 +211,6 @@ async fn upstream_h2c_connection_is_multiplexed() {
         }
         seen.push(s.upstream.connections());
     }
-    eprintln!("upstream connections after each burst of 50: {seen:?}");
-    // Pingora's h2 pool can miss a connection that another caller holds for a moment (see the
-    // note in pingora-core connectors/http/v2.rs), so a cold burst may open a few extra
-    // connections; they are then pooled and reused rather than opened per call.
-    assert!(
-        seen[4] < 50,
-        "250 concurrent calls used {} connections",
-        seen[4]
-    );
+    // One client connection is served by one worker, whose pool holds one connection.
+    assert_eq!(seen, [1; 5], "upstream connections after each burst of 50");
 }

@@ -1,5 +1,6 @@
 //! The HTTP listener's request path, as pingora phases: pick the route (`request_filter`), build
-//! the upstream peer (`upstream_peer`), add forwarding headers and rewrite the path
+//! the upstream peer and wait for this worker's connection in progress to a multiplexed upstream
+//! (`upstream_peer`, until `connected_to_upstream`), add forwarding headers and rewrite the path
 //! (`upstream_request_filter`), and answer failures as HTTP or gRPC (`fail_to_proxy`).
 
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use pingora::http::RequestHeader;
+use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
@@ -18,7 +20,7 @@ use crate::config::{BearerToken, Route};
 use crate::respond;
 use crate::routes;
 use crate::shutdown::{InFlight, InFlightGuard};
-use crate::upstream::UpstreamRuntime;
+use crate::upstream::{ConnectGate, ConnectPass, UpstreamRuntime};
 
 /// One HTTP listener's routing state, shared by all its connections.
 pub struct HttpEdge {
@@ -42,6 +44,8 @@ pub struct HttpEdge {
     pub handshakes: Arc<Handshakes>,
     /// Each route's label for metrics and logs, by route index.
     pub route_labels: Vec<String>,
+    /// This worker's connect gate for each multiplexed upstream, by upstream index.
+    pub connect_gates: Vec<Option<ConnectGate>>,
 }
 
 /// Per-request state, decided once in `request_filter` and read by later phases.
@@ -59,6 +63,8 @@ pub struct RequestCtx {
     sni: Option<String>,
     /// Path and query to forward when the route strips its prefix.
     rewritten: Option<String>,
+    /// This request's turn to open an upstream connection, until pingora has one for it.
+    connect_pass: Option<ConnectPass>,
     /// Held for the life of the request; dropping it tells shutdown the request is done.
     _in_flight: InFlightGuard,
 }
@@ -75,6 +81,7 @@ impl ProxyHttp for HttpEdge {
             grpc_status: None,
             sni: None,
             rewritten: None,
+            connect_pass: None,
             _in_flight: self.in_flight.enter(),
         }
     }
@@ -137,7 +144,39 @@ impl ProxyHttp for HttpEdge {
             peer.options.read_timeout = None;
             peer.options.write_timeout = None;
         }
+        // A retry gives back the pass of its failed attempt before queueing again.
+        ctx.connect_pass = None;
+        if let Some(gate) = &self.connect_gates[index] {
+            ctx.connect_pass = gate
+                .enter(self.upstreams[index].config.connect_timeout)
+                .await;
+        }
         Ok(Box::new(peer))
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&Digest>,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        // The connection is pooled now (or was already): the next request multiplexes over it.
+        ctx.connect_pass = None;
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        ctx.connect_pass = None;
+        e
     }
 
     async fn upstream_request_filter(

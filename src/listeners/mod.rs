@@ -24,7 +24,7 @@ use crate::config::{Config, Listener, ListenerProtocol, Route, TlsFiles};
 use crate::metrics::Metrics;
 use crate::shutdown::InFlight;
 use crate::tls::store::CertStore;
-use crate::upstream::UpstreamRuntime;
+use crate::upstream::{ConnectGate, UpstreamRuntime};
 use accept::{Accepting, HTTP_ALPN, Handshakes};
 use binding::{Bindings, Socket, Worker};
 use http::HttpEdge;
@@ -144,6 +144,10 @@ pub fn services(
                         stats: stats.clone(),
                         access_log: shared.access_log.clone(),
                         handshakes: handshakes.clone(),
+                        connect_gates: upstreams
+                            .iter()
+                            .map(|u| ConnectGate::for_upstream(&u.config))
+                            .collect(),
                     };
                     let mut proxy = pingora::proxy::http_proxy(&worker_conf, edge);
                     if store.is_none() {
