@@ -1,10 +1,15 @@
-//! Each listener's socket and its workers. A listener binds its address once (waiting a bounded
-//! time for an address another process still holds, as nginx retries `bind()` during a restart)
-//! and runs one single-threaded pingora service per worker thread on that one socket, as nginx
-//! runs one event loop per worker process: a connection, its upstream connections and their
+//! Each listener's sockets and its workers. A listener binds its address once per worker (waiting
+//! a bounded time for an address another process still holds, as nginx retries `bind()` during a
+//! restart) and runs one single-threaded pingora service per worker thread on its own socket, as
+//! nginx runs one event loop per worker process: a connection, its upstream connections and their
 //! pool stay on the thread that accepted it. (One pingora service with N threads spawns each
 //! connection, h2 stream and pooled-connection watcher on a random thread; under load a perf
 //! profile showed a third of the CPU in cross-thread wake-ups.)
+//!
+//! The workers' sockets share the address with `SO_REUSEPORT`, so the kernel spreads new
+//! connections over them by a hash of the client's address, as nginx's `reuseport` and Envoy do.
+//! On one socket shared by every worker, whichever worker woke first accepted the whole queue: in
+//! a burst of 64 connections (h2load) one worker got all 64 while the other idled.
 
 use std::net::SocketAddr;
 use std::os::fd::IntoRawFd;
@@ -93,48 +98,41 @@ impl Bindings {
     }
 }
 
-/// A listener's socket: bound by whichever worker starts first, one handle (a dup of the same
-/// socket) per worker.
+/// A listener's sockets: bound by whichever worker starts first, one per worker.
 pub struct Socket {
     listener: String,
     addr: SocketAddr,
     workers: usize,
-    /// The handles not yet taken by a worker; `None` until bound.
+    /// The sockets not yet taken by a worker; `None` until bound.
     handles: tokio::sync::Mutex<Option<Vec<std::net::TcpListener>>>,
     bound: AtomicBool,
 }
 
+/// Pending connections each worker's socket queues, as pingora's own listeners ask for (the
+/// kernel caps it at `net.core.somaxconn`).
+const BACKLOG: i32 = 65535;
+
 impl Socket {
-    /// This worker's handle, binding the address first if no worker has.
+    /// This worker's socket, binding the address first if no worker has.
     async fn take(&self) -> Result<std::net::TcpListener, ListenerError> {
         let mut handles = self.handles.lock().await;
         if handles.is_none() {
-            let socket = self.bind().await?;
-            let mut all = Vec::with_capacity(self.workers);
-            for _ in 1..self.workers {
-                all.push(socket.try_clone().map_err(|e| self.error(e))?);
-            }
-            all.push(socket);
-            *handles = Some(all);
+            *handles = Some(self.bind().await?);
             self.bound.store(true, Ordering::Release);
             tracing::info!(listener = %self.listener, addr = %self.addr, "listening");
         }
         handles
             .as_mut()
             .and_then(Vec::pop)
-            .ok_or_else(|| self.error(std::io::Error::other("more workers than handles")))
+            .ok_or_else(|| self.error(std::io::Error::other("more workers than sockets")))
     }
 
     /// Binds the address, waiting up to [`BIND_WAIT`] while another process holds it.
-    async fn bind(&self) -> Result<std::net::TcpListener, ListenerError> {
+    async fn bind(&self) -> Result<Vec<std::net::TcpListener>, ListenerError> {
         let deadline = tokio::time::Instant::now() + BIND_WAIT;
         loop {
-            match std::net::TcpListener::bind(self.addr) {
-                Ok(socket) => {
-                    // Tokio needs it non-blocking; the dups share the flag.
-                    socket.set_nonblocking(true).map_err(|e| self.error(e))?;
-                    return Ok(socket);
-                }
+            match bind_group(self.addr, self.workers) {
+                Ok(sockets) => return Ok(sockets),
                 Err(e)
                     if e.kind() == std::io::ErrorKind::AddrInUse
                         && tokio::time::Instant::now() < deadline =>
@@ -155,13 +153,40 @@ impl Socket {
     }
 }
 
-/// One worker of a listener: takes its handle of the listener's socket and runs its pingora
+/// `count` listening sockets on `addr` with `SO_REUSEPORT`. A plain bind comes first and is
+/// released: it fails while any other socket holds the address, so another process (even one
+/// with `SO_REUSEPORT` of its own) is waited for and reported, never silently joined.
+fn bind_group(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    drop(std::net::TcpListener::bind(addr)?);
+    let first = reuseport_listener(addr)?;
+    // With port 0 the first socket's port is the one the others must share.
+    let addr = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..count {
+        sockets.push(reuseport_listener(addr)?);
+    }
+    Ok(sockets)
+}
+
+/// One non-blocking (as tokio needs) listening socket on `addr` in a `SO_REUSEPORT` group.
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket as RawSocket, Type};
+    let socket = RawSocket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// One worker of a listener: takes its socket (one of the listener's) and runs its pingora
 /// service on it (pingora adopts a socket found in the listening-fd table it is given, as it does
 /// on a graceful upgrade). Ends the process if the address cannot be had or the service fails
 /// while starting, where pingora would panic in the service thread and leave a live process with
 /// a dead listener.
 pub struct Worker<S> {
-    /// The listener's socket.
+    /// The listener's sockets.
     pub socket: Arc<Socket>,
     /// The pingora service, with one thread.
     pub inner: S,
@@ -183,7 +208,7 @@ impl<S: Service> Service for Worker<S> {
                 std::process::exit(crate::EXIT_USAGE.into());
             }
         };
-        // The table is this worker's own, so pingora's listener owns (and closes) this handle only.
+        // The table is this worker's own, so pingora's listener owns (and closes) this socket only.
         let mut table = Fds::new();
         table.add(self.socket.addr.to_string(), handle.into_raw_fd());
         let table: ListenFds = Arc::new(parking_lot::Mutex::new(table));
@@ -206,5 +231,21 @@ impl<S: Service> Service for Worker<S> {
 
     fn threads(&self) -> Option<usize> {
         Some(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_shares_one_port_and_never_joins_another_holder() {
+        let group = bind_group("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let addr = group[0].local_addr().unwrap();
+        assert_ne!(addr.port(), 0);
+        assert!(group.iter().all(|s| s.local_addr().unwrap() == addr));
+        // A second instance's group, SO_REUSEPORT and all, is told the address is in use.
+        let err = bind_group(addr, 2).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
     }
 }
