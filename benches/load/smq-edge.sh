@@ -12,7 +12,8 @@ set -euo pipefail
 : "${PROXY_PORT:?}" "${BENCH_CERT:?}" "${BENCH_KEY:?}" "${BACKEND_H1:?}" "${BACKEND_GRPC:?}"
 here=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${SMQ_EDGE_BIN:-$here/target/release/smq-edge}
-conf=$(mktemp -t smq-edge-bench.XXXXXX.toml)
+# One file per port, rewritten on every start (exec leaves no chance to delete a temporary one).
+conf=${TMPDIR:-/tmp}/smq-edge-bench-$PROXY_PORT.toml
 cat > "$conf" <<TOML
 [server]
 threads = ${WORKERS:-2}
