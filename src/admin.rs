@@ -162,7 +162,9 @@ impl BackgroundService for Admin {
         let listener = match tokio::net::TcpListener::bind(state.listen).await {
             Ok(l) => l,
             Err(e) => {
-                tracing::error!(addr = %state.listen, error = %e, "admin listener cannot bind; exiting");
+                // Named by its key, as every start-up failure is (a second instance on the same
+                // config meets this one first).
+                tracing::error!("admin.listen: cannot bind {}: {e}; exiting", state.listen);
                 std::process::exit(crate::EXIT_USAGE.into());
             }
         };

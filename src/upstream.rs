@@ -114,7 +114,7 @@ impl UpstreamRuntime {
 /// Lets one request at a time per worker open a connection to an HTTP/2 upstream. Pingora's h2
 /// connector opens a new connection for every request that finds none pooled, so a cold burst
 /// (every call arriving while the first connection is still being made) opened about one
-/// connection per call: 19 for 96 calls in tests/grpc.rs, and 30 to 390 for h2load's 640
+/// connection per call: 19 for 96 calls in tests/grpc.rs, and 30 to 440 for h2load's 640
 /// concurrent gRPC calls in the benchmark, where HAProxy opened 8. Behind the gate a request
 /// waits for the connection in progress to be pooled and then multiplexes over it.
 #[derive(Debug, Default)]
