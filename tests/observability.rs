@@ -342,8 +342,7 @@ async fn readyz_is_503_until_the_listener_is_bound() {
 }
 
 /// `/certs` lists each certificate with where it is used, names a bad file in `last_error` while
-/// the served certificate stays listed, and shows the new serial after a
-/// rotation.
+/// the served certificate stays listed, and shows the new serial after a rotation.
 #[tokio::test(flavor = "multi_thread")]
 async fn certs_inventory_shows_the_rotated_serial() {
     let s = setup().await;
@@ -381,11 +380,7 @@ async fn certs_inventory_shows_the_rotated_serial() {
     common::write_atomically(&chain, &good_chain);
     s.proxy.wait_for_log("the earlier reload error is cleared");
     let leaf = s.pki.leaf("localhost", &["localhost", "127.0.0.1"]);
-    common::rotate_pair(
-        &s.dir.path().join("chain.pem"),
-        &s.dir.path().join("key.pem"),
-        &leaf,
-    );
+    common::rotate_pair(&chain, &s.dir.path().join("key.pem"), &leaf);
     wait_for_served(
         local(s.port),
         &s.pki.ca_pem,

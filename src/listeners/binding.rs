@@ -75,7 +75,7 @@ impl Bindings {
                         listener,
                         addr,
                         workers,
-                        handles: tokio::sync::Mutex::new(None),
+                        unclaimed: tokio::sync::Mutex::new(None),
                         bound: AtomicBool::new(false),
                     })
                 })
@@ -104,7 +104,7 @@ pub struct Socket {
     addr: SocketAddr,
     workers: usize,
     /// The sockets not yet taken by a worker; `None` until bound.
-    handles: tokio::sync::Mutex<Option<Vec<std::net::TcpListener>>>,
+    unclaimed: tokio::sync::Mutex<Option<Vec<std::net::TcpListener>>>,
     bound: AtomicBool,
 }
 
@@ -115,13 +115,13 @@ const BACKLOG: i32 = 65535;
 impl Socket {
     /// This worker's socket, binding the address first if no worker has.
     async fn take(&self) -> Result<std::net::TcpListener, ListenerError> {
-        let mut handles = self.handles.lock().await;
-        if handles.is_none() {
-            *handles = Some(self.bind().await?);
+        let mut unclaimed = self.unclaimed.lock().await;
+        if unclaimed.is_none() {
+            *unclaimed = Some(self.bind().await?);
             self.bound.store(true, Ordering::Release);
             tracing::info!(listener = %self.listener, addr = %self.addr, "listening");
         }
-        handles
+        unclaimed
             .as_mut()
             .and_then(Vec::pop)
             .ok_or_else(|| self.error(std::io::Error::other("more workers than sockets")))
@@ -201,8 +201,8 @@ impl<S: Service> Service for Worker<S> {
         listeners_per_fd: usize,
     ) {
         let listener = &self.socket.listener;
-        let handle = match self.socket.take().await {
-            Ok(handle) => handle,
+        let socket = match self.socket.take().await {
+            Ok(socket) => socket,
             Err(e) => {
                 tracing::error!("{e} (waited up to {BIND_WAIT:?}); exiting");
                 std::process::exit(crate::EXIT_USAGE.into());
@@ -210,7 +210,7 @@ impl<S: Service> Service for Worker<S> {
         };
         // The table is this worker's own, so pingora's listener owns (and closes) this socket only.
         let mut table = Fds::new();
-        table.add(self.socket.addr.to_string(), handle.into_raw_fd());
+        table.add(self.socket.addr.to_string(), socket.into_raw_fd());
         let table: ListenFds = Arc::new(parking_lot::Mutex::new(table));
         let started = std::panic::AssertUnwindSafe(self.inner.start_service(
             Some(table),
